@@ -1,0 +1,100 @@
+"""Keras callbacks that turn one fit() into a tracked, resumable run."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+
+from ganstudy.data import to_uint8
+from ganstudy.images import grid, save_png
+
+METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
+
+
+def epoch_metrics(logs: dict) -> dict[str, float]:
+    """The four training metrics and how far D's mean outputs are from 0.5."""
+    m = {k: float(logs[k]) for k in METRICS}
+    m["d_real_drift"] = abs(m["d_real"] - 0.5)
+    m["d_fake_drift"] = abs(m["d_fake"] - 0.5)
+    return m
+
+
+class MlflowMetrics(keras.callbacks.Callback):
+    """Log the epoch metrics (step = epoch, from 1) and running losses every `every_steps` steps.
+
+    Epochs up to `logged_until` were logged by an earlier, interrupted process: a resumed run
+    replays them from the checkpoint without logging them twice.
+    """
+
+    def __init__(self, steps_per_epoch: int, every_steps: int, logged_until: int = 0):
+        super().__init__()
+        self.steps_per_epoch, self.every_steps, self.logged_until = steps_per_epoch, every_steps, logged_until
+        self.epoch = 0
+        self.last = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        if self.every_steps and step % self.every_steps == 0 and self.epoch + 1 > self.logged_until:
+            mlflow.log_metrics({f"step/{k}": float(logs[k]) for k in METRICS}, step=step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last = epoch_metrics(logs)
+        if epoch + 1 > self.logged_until:
+            mlflow.log_metrics(self.last, step=epoch + 1)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After every epoch, G's images for one fixed noise batch as samples/epoch_NNNN.png in the run."""
+
+    def __init__(self, generator: keras.Model, noise: np.ndarray, samples_dir: Path):
+        super().__init__()
+        self.generator, self.noise, self.samples_dir = generator, noise, samples_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = to_uint8(self.generator(self.noise, training=False))
+        path = save_png(self.samples_dir / f"epoch_{epoch + 1:04d}.png", grid(images))
+        mlflow.log_artifact(str(path), "samples")
+
+
+class Checkpointing(keras.callbacks.Callback):
+    """Save G, D, both optimizers, the epoch and the noise RNG every `every` epochs and at the end."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, every: int, last_epoch: int):
+        super().__init__()
+        self.manager, self.epoch_var, self.every, self.last_epoch = manager, epoch_var, every, last_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.every and done != self.last_epoch:
+            return
+        self.epoch_var.assign(done)
+        prefix = self.manager.save(checkpoint_number=done)
+        for f in Path(prefix).parent.glob(Path(prefix).name + ".*"):
+            mlflow.log_artifact(str(f), "checkpoints")
+        mlflow.log_artifact(str(Path(prefix).parent / "checkpoint"), "checkpoints")
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """One line per epoch: losses, D's outputs and the time it took."""
+
+    def __init__(self, epochs: int, stream=sys.stdout):
+        super().__init__()
+        self.epochs, self.stream = epochs, stream
+        self.start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        m = epoch_metrics(logs)
+        print(f"epoch {epoch + 1}/{self.epochs}  d_loss {m['d_loss']:.3f}  g_loss {m['g_loss']:.3f}  "
+              f"D(x) {m['d_real']:.3f}  D(G(z)) {m['d_fake']:.3f}  {time.perf_counter() - self.start:.1f}s",
+              file=self.stream, flush=True)

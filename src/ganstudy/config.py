@@ -1,0 +1,170 @@
+"""What a valid run configuration is: the typed schema Hydra composes into, and the range checks."""
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DATASETS = ("mnist5k", "mnist")
+PROGRESS = ("auto", "bar", "line", "none")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line naming the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist5k"
+    path: Optional[str] = None
+    holdout: int = 1000
+    limit: Optional[int] = None
+
+
+@dataclass
+class ModelConfig:
+    noise_dim: int = 100
+    dropout: float = 0.3
+    width: float = 1.0
+
+
+@dataclass
+class OptimizerConfig:
+    """One schema for every optimizer; each uses its own keys and ignores the others."""
+    name: str = "adam"
+    lr_g: float = MISSING
+    lr_d: float = MISSING
+    beta1: float = 0.9
+    beta2: float = 0.999
+    rho: float = 0.9
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 256
+    seed: int = 42
+    checkpoint_every: int = 5
+    label_smoothing: float = 0.0
+    precision: str = "float32"
+    device: Optional[str] = None
+    log_every_steps: int = 50
+    deterministic: bool = False
+    progress: str = "auto"
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "ganstudy"
+    run_name: Optional[str] = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    lr: float = 1e-4
+    resume: Optional[str] = None
+    run_dir: str = MISSING
+
+
+ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value}: must be {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first setting that cannot work, before any work starts."""
+    o, t, m, d = cfg.optimizer, cfg.train, cfg.model, cfg.data
+    _check(o.name in OPTIMIZERS, "optimizer.name", o.name, "one of " + ", ".join(OPTIMIZERS))
+    for key in ("lr_g", "lr_d"):
+        _check(o[key] > 0, f"optimizer.{key}", o[key], "> 0 (set both with lr=)")
+    _check(0 <= o.beta1 < 1, "optimizer.beta1", o.beta1, "in [0, 1)")
+    _check(0 <= o.beta2 < 1, "optimizer.beta2", o.beta2, "in [0, 1)")
+    _check(0 <= o.momentum < 1, "optimizer.momentum", o.momentum, "in [0, 1)")
+    _check(0 < o.rho < 1, "optimizer.rho", o.rho, "in (0, 1)")
+    _check(0 <= m.dropout < 1, "model.dropout", m.dropout, "in [0, 1)")
+    _check(m.noise_dim >= 1, "model.noise_dim", m.noise_dim, "an integer >= 1")
+    _check(m.width > 0, "model.width", m.width, "> 0")
+    _check(t.epochs >= 1, "train.epochs", t.epochs, "an integer >= 1")
+    _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
+    _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "an integer >= 1")
+    _check(0 <= t.label_smoothing < 1, "train.label_smoothing", t.label_smoothing, "in [0, 1)")
+    _check(t.precision in PRECISIONS, "train.precision", t.precision, "one of " + ", ".join(PRECISIONS))
+    _check(t.log_every_steps >= 0, "train.log_every_steps", t.log_every_steps, "an integer >= 0")
+    _check(t.progress in PROGRESS, "train.progress", t.progress, "one of " + ", ".join(PROGRESS))
+    _check(d.name in DATASETS, "data.name", d.name, "one of " + ", ".join(DATASETS))
+    _check(d.holdout >= 0, "data.holdout", d.holdout, "an integer >= 0")
+    _check(d.limit is None or d.limit >= 1, "data.limit", d.limit, "null or an integer >= 1")
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, read from the packaged conf/ folder."""
+    folder = resources.files("ganstudy.conf") / group
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Reject `group=unknown` on the command line with one line, before Hydra's longer report."""
+    groups = [p.name for p in resources.files("ganstudy.conf").iterdir() if p.is_dir() and not p.name.startswith("_")]
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or key not in groups or value in ("null", ""):
+            continue
+        options = group_options(key)
+        _check(value in options, key, shlex.quote(value), "one of " + ", ".join(options))
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as dotted keys: {'optimizer.lr_g': 0.0002, ...}."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+@contextlib.contextmanager
+def exit_on_config_error():
+    """Turn a ConfigError into its one line on stderr and exit status 2 (a usage error)."""
+    try:
+        yield
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def compose(overrides: list[str] = ()) -> DictConfig:
+    """The run config for these overrides, composed as `python -m ganstudy.train` would (for sweeps and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    check_group_choices(list(overrides))
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="ganstudy.conf", version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides))

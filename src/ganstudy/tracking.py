@@ -1,0 +1,82 @@
+"""MLflow plumbing: the experiment, starting or resuming a run, and finding a run again."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ganstudy.config import ConfigError
+
+RUN_DIR_TAG = "ganstudy.run_dir"
+RUN_ID_FILE = "mlflow_run_id.txt"
+# Without this tag the MLflow 3 UI opens the experiment in its GenAI view.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def use_experiment(tracking_cfg) -> str:
+    """Point MLflow at the configured store and experiment (created on first use); return its id."""
+    mlflow.set_tracking_uri(tracking_cfg.uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(tracking_cfg.experiment)
+    if exp is None:
+        location = None
+        if _is_local(tracking_cfg.uri):
+            location = Path(tracking_cfg.artifact_root).resolve().as_uri()
+        try:
+            exp_id = client.create_experiment(tracking_cfg.experiment, location, tags=EXPERIMENT_TAGS)
+        except MlflowException:  # another worker created it first
+            exp_id = client.get_experiment_by_name(tracking_cfg.experiment).experiment_id
+    else:
+        exp_id = exp.experiment_id
+        if exp.tags.get("mlflow.experimentKind") is None:
+            client.set_experiment_tag(exp_id, "mlflow.experimentKind", EXPERIMENT_TAGS["mlflow.experimentKind"])
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def find_run(resume: str) -> tuple[str, Path | None]:
+    """Resolve `resume=` (a run directory or an MLflow run id) to (run id, its local directory or None)."""
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        id_file = path / RUN_ID_FILE
+        if not id_file.exists():
+            raise ConfigError(f"resume={resume}: this directory holds no ganstudy run ({RUN_ID_FILE} is missing)")
+        return id_file.read_text().strip(), path
+    try:
+        run = MlflowClient().get_run(resume)
+    except MlflowException:
+        raise ConfigError(f"resume={resume}: no such run directory, nor a run id in {mlflow.get_tracking_uri()}") from None
+    run_dir = run.data.tags.get(RUN_DIR_TAG)
+    return run.info.run_id, Path(run_dir) if run_dir and Path(run_dir).is_dir() else None
+
+
+def logged_params(run_id: str) -> dict[str, str]:
+    return MlflowClient().get_run(run_id).data.params
+
+
+def last_logged_epoch(run_id: str, metric: str = "d_loss") -> int:
+    """The highest epoch the run has logged `metric` for (0: none)."""
+    history = MlflowClient().get_metric_history(run_id, metric)
+    return max((m.step for m in history), default=0)
+
+
+def metric_series(run_id: str, metric: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of a metric, in step order."""
+    return sorted((m.step, m.value) for m in MlflowClient().get_metric_history(run_id, metric))
+
+
+def download_dir(run_id: str, artifact_path: str, dest: Path) -> None:
+    """Copy a run's artifact folder into dest, if the run has it."""
+    if MlflowClient().list_artifacts(run_id, artifact_path):
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(dest))
+
+
+def last_values(run_id: str) -> dict[str, float]:
+    """The latest value of every metric of a run."""
+    return dict(MlflowClient().get_run(run_id).data.metrics)

@@ -1,0 +1,153 @@
+"""Train one DCGAN run: `python -m ganstudy.train [overrides]`, or `train(cfg)` from Python."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from ganstudy.config import ConfigError, check_group_choices, exit_on_config_error, flatten, validate
+
+# Keys that may differ between a run and its resumption (epochs: to train a finished run longer).
+RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tracking.")
+
+
+def _check_same_config(run_id: str, params: dict) -> None:
+    from ganstudy.tracking import logged_params
+
+    for key, old in logged_params(run_id).items():
+        if key.startswith(RESUMABLE_CHANGES) or key not in params:
+            continue
+        if str(params[key]) != old:
+            raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train the configured GAN into one MLflow run (new, or the one `cfg.resume` names); return its final metrics."""
+    validate(cfg)
+    from ganstudy.data import load_mnist, steps_per_epoch
+
+    splits = load_mnist(cfg.data)
+    steps = steps_per_epoch(len(splits.train_x), cfg.train.batch_size)
+    if steps < 1:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at most the "
+                          f"{len(splits.train_x)} training images")
+
+    from ganstudy import tracking
+
+    tracking.use_experiment(cfg.tracking)
+    params = flatten(cfg)
+    run_id, run_dir = None, Path(cfg.run_dir)
+    if cfg.resume:
+        run_id, found_dir = tracking.find_run(cfg.resume)
+        _check_same_config(run_id, params)
+        if found_dir is None:  # another machine: bring the checkpoints and grids from the tracking store
+            for folder in ("checkpoints", "samples"):
+                tracking.download_dir(run_id, folder, run_dir)
+        else:
+            run_dir = found_dir
+    return _fit(cfg, splits, steps, run_id, run_dir.resolve(), params)
+
+
+def _fit(cfg, splits, steps, run_id, run_dir: Path, params) -> dict[str, float]:
+    import keras
+    import mlflow
+    import numpy as np
+    import tensorflow as tf
+
+    from ganstudy import callbacks as cb
+    from ganstudy import tracking
+    from ganstudy.data import training_dataset
+    from ganstudy.images import make_gif, plot_d_outputs
+    from ganstudy.model import DCGAN, make_discriminator, make_generator, make_optimizer
+
+    t, m = cfg.train, cfg.model
+    keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    device = tf.device(t.device) if t.device else contextlib.nullcontext()
+    with device:
+        gan = DCGAN(make_generator(m.noise_dim, m.width, t.precision), make_discriminator(m.dropout, m.width, t.precision),
+                    m.noise_dim, t.label_smoothing, seed=t.seed)
+        gan.compile(d_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_d, t.precision),
+                    g_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_g, t.precision))
+        gan.build_optimizers()
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        ckpt = tf.train.Checkpoint(generator=gan.generator, discriminator=gan.discriminator,
+                                   generator_optimizer=gan.g_optimizer, discriminator_optimizer=gan.d_optimizer,
+                                   noise_seed=gan.noise_seed.state, epoch=epoch_var)
+        manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=None)
+        if run_id and manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        first_epoch = int(epoch_var.numpy())
+        logged_until = tracking.last_logged_epoch(run_id) if run_id else 0
+        fixed_noise = np.random.default_rng(t.seed).standard_normal((16, m.noise_dim)).astype(np.float32)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+        nested = mlflow.active_run() is not None
+        with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=nested) as run:
+            if run_id is None:
+                (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
+                mlflow.set_tags({tracking.RUN_DIR_TAG: str(run_dir), "ganstudy.data": cfg.data.name,
+                                 "ganstudy.train_images": len(splits.train_x)})
+                mlflow.log_params(params)
+                mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            else:
+                mlflow.set_tag("ganstudy.resumed_from_epoch", first_epoch)
+            print(f"run {run.info.run_id}: epochs {first_epoch + 1}..{t.epochs}, {steps} steps of "
+                  f"{t.batch_size} per epoch, files in {run_dir}", flush=True)
+            metrics_cb = cb.MlflowMetrics(steps, t.log_every_steps, logged_until)
+            callbacks = [metrics_cb, cb.SampleGrid(gan.generator, fixed_noise, run_dir / "samples"),
+                         cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs)]
+            bar = t.progress == "bar" or (t.progress == "auto" and sys.stdout.isatty())
+            if t.progress != "none":
+                callbacks.append(cb.EpochSummary(t.epochs))
+            if first_epoch < t.epochs:
+                data = training_dataset(splits.train_x, t.batch_size, t.seed, first_epoch, t.epochs)
+                gan.fit(data, epochs=t.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=1 if bar else 0, shuffle=False)
+            _log_outputs(run.info.run_id, gan, run_dir, make_gif, plot_d_outputs)
+            final = {k: v for k, v in tracking.last_values(run.info.run_id).items() if "/" not in k}
+        _print_where(run.info.run_id, run_dir, cfg.tracking.uri)
+    return final
+
+
+def _log_outputs(run_id, gan, run_dir: Path, make_gif, plot_d_outputs) -> None:
+    """The end of a run: the progression GIF, the D-output plot and the final G and D in Keras format."""
+    import mlflow
+
+    from ganstudy.tracking import metric_series
+
+    frames = sorted((run_dir / "samples").glob("epoch_*.png"))
+    mlflow.log_artifact(str(make_gif(frames, run_dir / "samples" / "progress.gif")), "samples")
+    plot = plot_d_outputs(metric_series(run_id, "d_real"), metric_series(run_id, "d_fake"), run_dir / "d_outputs.png")
+    mlflow.log_artifact(str(plot))
+    models = run_dir / "models"
+    models.mkdir(exist_ok=True)
+    for net in (gan.generator, gan.discriminator):
+        net.save(models / f"{net.name}.keras")
+    mlflow.log_artifacts(str(models), "models")
+
+
+def _print_where(run_id: str, run_dir: Path, uri: str) -> None:
+    ui = f"mlflow ui --backend-store-uri {uri}" if "://" not in uri or uri.startswith(("sqlite", "file")) else uri
+    print(f"done: run {run_id}\n  files: {run_dir}\n  see it: {ui}", flush=True)
+
+
+@hydra.main(version_base=None, config_path="pkg://ganstudy.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    with exit_on_config_error():
+        train(cfg)
+
+
+def main() -> None:
+    """Command line: check group choices first (Hydra's own report is long), then compose and train."""
+    with exit_on_config_error():
+        check_group_choices(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

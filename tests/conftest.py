@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny composed config whose outputs all land in tmp_path."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from ganstudy.config import compose  # noqa: E402
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A fresh SQLite MLflow store in tmp_path."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path, store) -> list[str]:
+    return ["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts",
+            f"run_dir={tmp_path}/run", "train.progress=none"]
+
+
+@pytest.fixture
+def tiny_cfg(tiny_overrides):
+    return compose(tiny_overrides)
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m ganstudy.<module> args` in cwd, as a user would type it."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", f"ganstudy.{module}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def count_runs(store: str) -> int:
+    """Runs in a store (0 when the store was never created)."""
+    path = Path(store.removeprefix("sqlite:///"))
+    if not path.exists():
+        return 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    return sum(len(client.search_runs([e.experiment_id])) for e in client.search_experiments())

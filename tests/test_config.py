@@ -1,0 +1,61 @@
+"""Config composition: every group option composes, validates, and means what the article says."""
+import pytest
+
+from ganstudy.config import ConfigError, compose, flatten, group_options, validate
+
+
+@pytest.mark.parametrize("group", ["data", "model", "optimizer", "train", "tracking", "experiment"])
+def test_every_group_option_composes_and_validates(group):
+    options = group_options(group)
+    assert options, group
+    for option in options:
+        cfg = compose([f"{group}={option}", "run_dir=/tmp/x"])
+        validate(cfg)
+        assert flatten(cfg)["optimizer.lr_g"] > 0
+
+
+def test_seed_experiment_is_the_article():
+    p = flatten(compose(["experiment=seed", "run_dir=/tmp/x"]))
+    assert p["train.epochs"] == 50 and p["train.batch_size"] == 256 and p["train.checkpoint_every"] == 5
+    assert p["optimizer.name"] == "adam" and p["optimizer.lr_g"] == p["optimizer.lr_d"] == 1e-4
+    assert p["optimizer.beta1"] == 0.9 and p["model.dropout"] == 0.3 and p["model.noise_dim"] == 100
+    assert p["model.width"] == 1.0 and p["train.precision"] == "float32" and p["train.label_smoothing"] == 0
+
+
+def test_lr_sets_both_and_ttur_sets_them_apart():
+    both = compose(["lr=3e-4", "run_dir=/tmp/x"]).optimizer
+    assert both.lr_g == both.lr_d == 3e-4
+    apart = compose(["optimizer.lr_g=1e-3", "optimizer.lr_d=5e-5", "run_dir=/tmp/x"]).optimizer
+    assert (apart.lr_g, apart.lr_d) == (1e-3, 5e-5)
+
+
+def test_default_is_the_quick_experiment():
+    p = flatten(compose(["run_dir=/tmp/x"]))
+    assert (p["train.epochs"], p["train.batch_size"], p["optimizer.lr_g"], p["optimizer.beta1"]) == (20, 32, 2e-4, 0.5)
+    assert p["data.name"] == "mnist5k"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lr=0", "optimizer.lr_g=0.0: must be > 0 (set both with lr=)"),
+    ("optimizer.lr_d=-1e-4", "optimizer.lr_d=-0.0001: must be > 0 (set both with lr=)"),
+    ("model.dropout=1.0", "model.dropout=1.0: must be in [0, 1)"),
+    ("model.dropout=-0.1", "model.dropout=-0.1: must be in [0, 1)"),
+    ("train.batch_size=0", "train.batch_size=0: must be an integer >= 1"),
+    ("train.epochs=0", "train.epochs=0: must be an integer >= 1"),
+    ("train.precision=fp8", "train.precision=fp8: must be one of float32, mixed_bfloat16, mixed_float16"),
+    ("train.label_smoothing=1", "train.label_smoothing=1.0: must be in [0, 1)"),
+])
+def test_invalid_values_name_key_and_allowed(override, message):
+    with pytest.raises(ConfigError) as err:
+        validate(compose([override, "run_dir=/tmp/x"]))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer=adagrad", "optimizer=adagrad: must be one of adam, rmsprop, sgd"),
+    ("experiment=huge", "experiment=huge: must be one of quick, seed, tiny"),
+])
+def test_unknown_group_option(override, message):
+    with pytest.raises(ConfigError) as err:
+        compose([override])
+    assert str(err.value) == message

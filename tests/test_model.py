@@ -1,0 +1,67 @@
+"""The article's networks: shapes, the width knob, precision policies and one train step."""
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from ganstudy.model import DCGAN, gan_losses, make_discriminator, make_generator, make_optimizer
+
+
+def test_article_shapes_and_sizes():
+    g, d = make_generator(100), make_discriminator(0.3)
+    images = g(np.zeros((3, 100), np.float32))
+    assert images.shape == (3, 28, 28, 1)
+    assert d(images).shape == (3, 1)
+    # Parameter counts of the tutorial's models (as its model.summary() shows).
+    assert g.count_params() == 2_330_944 and d.count_params() == 212_865
+
+
+def test_width_scales_every_layer():
+    g = make_generator(16, width=0.25)
+    assert [l.filters for l in g.layers if hasattr(l, "filters")] == [32, 16, 1]
+    assert make_discriminator(width=0.5).layers[0].filters == 32
+
+
+@pytest.mark.parametrize("name, cls", [("adam", "Adam"), ("rmsprop", "RMSprop"), ("sgd", "SGD")])
+def test_optimizer_factory(name, cls):
+    cfg = OmegaConf.create({"name": name, "beta1": 0.5, "beta2": 0.99, "rho": 0.8, "momentum": 0.5, "nesterov": True})
+    opt = make_optimizer(cfg, 3e-4)
+    assert type(opt).__name__ == cls and np.isclose(float(opt.learning_rate), 3e-4)
+    if name == "adam":
+        assert opt.beta_1 == 0.5 and opt.beta_2 == 0.99
+    if name == "sgd":
+        assert opt.momentum == 0.5 and opt.nesterov
+
+
+def tiny_gan(precision="float32", label_smoothing=0.0):
+    gan = DCGAN(make_generator(8, 0.25, precision), make_discriminator(0.3, 0.25, precision), 8, label_smoothing)
+    opt = OmegaConf.create({"name": "adam", "beta1": 0.5, "beta2": 0.999})
+    gan.compile(d_optimizer=make_optimizer(opt, 1e-3, precision), g_optimizer=make_optimizer(opt, 1e-3, precision))
+    return gan
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_train_step_updates_both_networks(precision):
+    gan = tiny_gan(precision)
+    real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    g0 = [w.copy() for w in gan.generator.get_weights()]
+    d0 = [w.copy() for w in gan.discriminator.get_weights()]
+    out = {k: float(v) for k, v in gan.train_step(real).items()}
+    assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(v) for v in out.values()) and 0 < out["d_real"] < 1 and 0 < out["d_fake"] < 1
+    assert any(not np.array_equal(a, b) for a, b in zip(g0, gan.generator.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(d0, gan.discriminator.get_weights()))
+    assert gan.generator(np.zeros((1, 8), np.float32)).dtype == "float32"
+
+
+def test_losses_are_the_articles_cross_entropy():
+    real_logits = np.array([[2.0], [-0.5], [0.3]], np.float32)
+    fake_logits = np.array([[-1.0], [0.7], [0.0]], np.float32)
+
+    def bce(target, logit):  # numpy reference, from the definition
+        p = 1 / (1 + np.exp(-logit.astype(np.float64)))
+        return -np.mean(target * np.log(p) + (1 - target) * np.log(1 - p))
+
+    for target in (1.0, 0.9):  # 0.9: one-sided label smoothing of 0.1
+        d_loss, g_loss = gan_losses(real_logits, fake_logits, target)
+        assert np.isclose(float(d_loss), bce(target, real_logits) + bce(0.0, fake_logits), rtol=1e-5)
+        assert np.isclose(float(g_loss), bce(1.0, fake_logits), rtol=1e-5)
