@@ -45,3 +45,22 @@ def test_killed_run_resumes_at_its_last_checkpoint(tmp_path):
     samples = {a.path for a in client.list_artifacts(run_id, "samples")}
     assert {f"samples/epoch_{e:04d}.png" for e in range(1, EPOCHS + 1)} | {"samples/progress.gif"} <= samples
     assert "ckpt-12.index" in latest and "ckpt-3.index" in latest
+
+
+def test_resume_by_run_id_without_the_run_folder(tiny_overrides, store, tmp_path):
+    """Another machine: the run folder is gone, so the checkpoints come from the MLflow artifact store."""
+    import shutil
+
+    from ganstudy.config import compose
+    from ganstudy.train import train
+
+    train(compose(tiny_overrides + ["train.epochs=2"]))
+    run_id = (tmp_path / "run" / "mlflow_run_id.txt").read_text()
+    shutil.rmtree(tmp_path / "run")
+    train(compose(tiny_overrides + ["train.epochs=3", f"resume={run_id}", f"run_dir={tmp_path}/elsewhere"]))
+    client = MlflowClient(store)
+    assert sorted(m.step for m in client.get_metric_history(run_id, "d_loss")) == [1, 2, 3]
+    assert client.get_run(run_id).data.tags["ganstudy.resumed_from_epoch"] == "2"
+    assert (tmp_path / "elsewhere" / "checkpoints" / "ckpt-3.index").exists()
+    assert (tmp_path / "elsewhere" / "mlflow_run_id.txt").read_text() == run_id
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1

@@ -11,7 +11,7 @@ def grid(images: np.ndarray, cols: int = 4, pad: int = 2, scale: int = 4) -> np.
     """Tile uint8 (N, 28, 28) images into one uint8 picture, `scale` screen pixels per image pixel."""
     n, h, w = images.shape
     rows = -(-n // cols)
-    out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad), np.uint8)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 128, np.uint8)  # grey frame
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
         out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
@@ -39,11 +39,13 @@ def plot_d_outputs(d_real: list[tuple[int, float]], d_fake: list[tuple[int, floa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for series, label in ((d_real, "D(x), real"), (d_fake, "D(G(z)), generated")):
         ax.plot([s for s, _ in series], [v for _, v in series], marker="o", markersize=3, label=label)
     ax.axhline(0.5, color="grey", linestyle="--", label="0.5: D cannot tell")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="mean sigmoid(D)", ylim=(0, 1), title="Discriminator outputs")
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()

@@ -88,10 +88,10 @@ def _fit(cfg, splits, steps, run_id, run_dir: Path, params) -> dict[str, float]:
 
         nested = mlflow.active_run() is not None
         with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=nested) as run:
+            (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
+            mlflow.set_tag(tracking.RUN_DIR_TAG, str(run_dir))
             if run_id is None:
-                (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
-                mlflow.set_tags({tracking.RUN_DIR_TAG: str(run_dir), "ganstudy.data": cfg.data.name,
-                                 "ganstudy.train_images": len(splits.train_x)})
+                mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(splits.train_x)})
                 mlflow.log_params(params)
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             else:
