@@ -13,6 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from ganstudy.config import compose  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One feature-network cache for the whole session: the classifier trains once (about a minute)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
 def store(tmp_path) -> str:
     """A fresh SQLite MLflow store in tmp_path."""
@@ -20,9 +26,9 @@ def store(tmp_path) -> str:
 
 
 @pytest.fixture
-def tiny_overrides(tmp_path, store) -> list[str]:
+def tiny_overrides(tmp_path, store, cache_dir) -> list[str]:
     return ["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts",
-            f"run_dir={tmp_path}/run", "train.progress=none"]
+            f"eval.cache_dir={cache_dir}", f"run_dir={tmp_path}/run", "train.progress=none"]
 
 
 @pytest.fixture

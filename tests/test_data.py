@@ -27,11 +27,6 @@ def test_mnist5k_is_shuffled_and_split():
     assert np.array_equal(load_mnist(data_cfg()).test_y, s.test_y)
 
 
-def test_limit_caps_training_images():
-    s = load_mnist(data_cfg(limit=300))
-    assert len(s.train_x) == 300 and len(s.test_x) == 1000
-
-
 def full(path):
     return data_cfg(name="mnist", path=str(path), holdout=10000)
 

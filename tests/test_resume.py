@@ -11,9 +11,10 @@ from conftest import run_cli
 EPOCHS = 12
 
 
-def test_killed_run_resumes_at_its_last_checkpoint(tmp_path):
+def test_killed_run_resumes_at_its_last_checkpoint(tmp_path, cache_dir):
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    args = ["experiment=tiny", f"train.epochs={EPOCHS}", "train.checkpoint_every=3", "data.limit=1024",
+    args = ["experiment=tiny", f"eval.cache_dir={cache_dir}", "eval.every=3", "eval.detector=false",
+            f"train.epochs={EPOCHS}", "train.checkpoint_every=3", "data.limit=1024",
             f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts", "hydra.run.dir=run",
             "train.progress=line"]
     proc = subprocess.Popen([sys.executable, "-m", "ganstudy.train", *args], cwd=tmp_path,
@@ -42,6 +43,8 @@ def test_killed_run_resumes_at_its_last_checkpoint(tmp_path):
     for name in ("d_loss", "g_loss", "d_real", "d_fake", "d_fake_drift"):
         steps = sorted(m.step for m in client.get_metric_history(run_id, name))
         assert steps == list(range(1, EPOCHS + 1)), (name, steps)
+    for name in ("fid", "fid_best", "d_auc"):
+        assert sorted(m.step for m in client.get_metric_history(run_id, name)) == [3, 6, 9, 12], name
     samples = {a.path for a in client.list_artifacts(run_id, "samples")}
     assert {f"samples/epoch_{e:04d}.png" for e in range(1, EPOCHS + 1)} | {"samples/progress.gif"} <= samples
     assert "ckpt-12.index" in latest and "ckpt-3.index" in latest

@@ -98,3 +98,36 @@ class EpochSummary(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}/{self.epochs}  d_loss {m['d_loss']:.3f}  g_loss {m['g_loss']:.3f}  "
               f"D(x) {m['d_real']:.3f}  D(G(z)) {m['d_fake']:.3f}  {time.perf_counter() - self.start:.1f}s",
               file=self.stream, flush=True)
+
+
+class Evaluation(keras.callbacks.Callback):
+    """Every `every` epochs and after the last: quality and D-detection metrics, and the best FID so far.
+
+    The generator with the best FID is kept as models/generator_best.keras (quality is not monotonic).
+    """
+
+    def __init__(self, evaluator, gan, every: int, last_epoch: int, logged_until: int, best: tuple[float, int],
+                 best_path: Path, on_eval=None, quiet: bool = False):
+        super().__init__()
+        self.evaluator, self.gan, self.every, self.last_epoch = evaluator, gan, every, last_epoch
+        self.logged_until, self.best_path, self.on_eval, self.quiet = logged_until, best_path, on_eval, quiet
+        self.best_fid, self.best_epoch = best
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.every and done != self.last_epoch:
+            return
+        m = self.evaluator.evaluate(self.gan.generator, self.gan.discriminator, done)
+        if m["fid"] < self.best_fid:
+            self.best_fid, self.best_epoch = m["fid"], done
+            self.best_path.parent.mkdir(parents=True, exist_ok=True)
+            self.gan.generator.save(self.best_path)
+        m.update(fid_best=self.best_fid, fid_best_epoch=self.best_epoch)
+        if done > self.logged_until:
+            mlflow.log_metrics(m, step=done)
+        if not self.quiet:
+            print(f"  eval @{done}: fid {m['fid']:.2f} (best {self.best_fid:.2f} @{self.best_epoch})  "
+                  f"mnist_score {m['mnist_score']:.2f}  modes {m['modes_covered']}  precision {m['precision']:.2f}  "
+                  f"recall {m['recall']:.2f}  D-AUC {m['d_auc']:.3f}", flush=True)
+        if self.on_eval:
+            self.on_eval(done, m)

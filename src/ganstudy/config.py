@@ -64,6 +64,15 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 2
+    n_samples: int = 1000
+    detector: bool = True
+    detector_epochs: int = 3
+    cache_dir: str = "~/.cache/ganstudy"
+
+
+@dataclass
 class TrackingConfig:
     uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_root: str = "mlruns/artifacts"
@@ -77,6 +86,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     lr: float = 1e-4
     resume: Optional[str] = None
@@ -93,7 +103,7 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first setting that cannot work, before any work starts."""
-    o, t, m, d = cfg.optimizer, cfg.train, cfg.model, cfg.data
+    o, t, m, d, e = cfg.optimizer, cfg.train, cfg.model, cfg.data, cfg.eval
     _check(o.name in OPTIMIZERS, "optimizer.name", o.name, "one of " + ", ".join(OPTIMIZERS))
     for key in ("lr_g", "lr_d"):
         _check(o[key] > 0, f"optimizer.{key}", o[key], "> 0 (set both with lr=)")
@@ -111,6 +121,9 @@ def validate(cfg: DictConfig) -> None:
     _check(t.precision in PRECISIONS, "train.precision", t.precision, "one of " + ", ".join(PRECISIONS))
     _check(t.log_every_steps >= 0, "train.log_every_steps", t.log_every_steps, "an integer >= 0")
     _check(t.progress in PROGRESS, "train.progress", t.progress, "one of " + ", ".join(PROGRESS))
+    _check(e.every >= 1, "eval.every", e.every, "an integer >= 1")
+    _check(e.n_samples >= 10, "eval.n_samples", e.n_samples, "an integer >= 10")
+    _check(e.detector_epochs >= 1, "eval.detector_epochs", e.detector_epochs, "an integer >= 1")
     _check(d.name in DATASETS, "data.name", d.name, "one of " + ", ".join(DATASETS))
     _check(d.holdout >= 0, "data.holdout", d.holdout, "an integer >= 0")
     _check(d.limit is None or d.limit >= 1, "data.limit", d.limit, "null or an integer >= 1")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,20 +20,15 @@ class Splits:
     test_x: np.ndarray
     test_y: np.ndarray
 
-    def fingerprint(self) -> str:
-        """A short hash of the training images, to key anything derived from them."""
-        return hashlib.sha256(self.train_x.tobytes()).hexdigest()[:12]
-
 
 def load_mnist(data_cfg, seed: int = 0) -> Splits:
-    """Load the configured MNIST variant; raise ConfigError for a bad path or a file without images."""
+    """Load the configured MNIST variant; raise ConfigError for a bad path or a file without images.
+
+    `data.limit` is not applied here: it caps the GAN's training images, not the evaluation references.
+    """
     if data_cfg.name == "mnist5k":
-        splits = _mnist5k(data_cfg.holdout, seed)
-    else:
-        splits = _full_mnist(data_cfg.path)
-    if data_cfg.limit:
-        splits.train_x, splits.train_y = splits.train_x[: data_cfg.limit], splits.train_y[: data_cfg.limit]
-    return splits
+        return _mnist5k(data_cfg.holdout, seed)
+    return _full_mnist(data_cfg.path)
 
 
 def _mnist5k(holdout: int, seed: int) -> Splits:

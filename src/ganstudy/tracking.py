@@ -80,3 +80,9 @@ def download_dir(run_id: str, artifact_path: str, dest: Path) -> None:
 def last_values(run_id: str) -> dict[str, float]:
     """The latest value of every metric of a run."""
     return dict(MlflowClient().get_run(run_id).data.metrics)
+
+
+def best_value(run_id: str, metric: str, until_step: int) -> tuple[float, int]:
+    """(lowest value, its step) of a metric over steps <= until_step; (inf, 0) when there is none."""
+    points = [(v, s) for s, v in metric_series(run_id, metric) if s <= until_step]
+    return min(points, default=(float("inf"), 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
+from typing import Callable, Optional
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -12,6 +13,8 @@ from ganstudy.config import ConfigError, check_group_choices, exit_on_config_err
 
 # Keys that may differ between a run and its resumption (epochs: to train a finished run longer).
 RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tracking.")
+
+OnEval = Callable[[int, dict], None]
 
 
 def _check_same_config(run_id: str, params: dict) -> None:
@@ -24,16 +27,24 @@ def _check_same_config(run_id: str, params: dict) -> None:
             raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train the configured GAN into one MLflow run (new, or the one `cfg.resume` names); return its final metrics."""
+def train(cfg: DictConfig, on_eval: Optional[OnEval] = None) -> dict[str, float]:
+    """Train the configured GAN into one MLflow run (new, or the one `cfg.resume` names).
+
+    Returns the run's final metrics, the best FID (`fid_best`, `fid_best_epoch`) and `detector_auc`.
+    `on_eval(epoch, metrics)` is called after every evaluation (a sweep reports and prunes there).
+    """
     validate(cfg)
     from ganstudy.data import load_mnist, steps_per_epoch
 
     splits = load_mnist(cfg.data)
-    steps = steps_per_epoch(len(splits.train_x), cfg.train.batch_size)
+    train_images = splits.train_x[: cfg.data.limit] if cfg.data.limit else splits.train_x
+    steps = steps_per_epoch(len(train_images), cfg.train.batch_size)
     if steps < 1:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at most the "
-                          f"{len(splits.train_x)} training images")
+                          f"{len(train_images)} training images")
+    if cfg.eval.n_samples > len(splits.test_x):
+        raise ConfigError(f"eval.n_samples={cfg.eval.n_samples}: must be at most the {len(splits.test_x)} "
+                          "held-out images (data.holdout)")
 
     from ganstudy import tracking
 
@@ -43,15 +54,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.resume:
         run_id, found_dir = tracking.find_run(cfg.resume)
         _check_same_config(run_id, params)
-        if found_dir is None:  # another machine: bring the checkpoints and grids from the tracking store
-            for folder in ("checkpoints", "samples"):
+        if found_dir is None:  # another machine: bring the checkpoints, grids and best G from the tracking store
+            for folder in ("checkpoints", "samples", "models"):
                 tracking.download_dir(run_id, folder, run_dir)
         else:
             run_dir = found_dir
-    return _fit(cfg, splits, steps, run_id, run_dir.resolve(), params)
+    return _fit(cfg, splits, train_images, steps, run_id, run_dir.resolve(), params, on_eval)
 
 
-def _fit(cfg, splits, steps, run_id, run_dir: Path, params) -> dict[str, float]:
+def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eval) -> dict[str, float]:
     import keras
     import mlflow
     import numpy as np
@@ -59,11 +70,14 @@ def _fit(cfg, splits, steps, run_id, run_dir: Path, params) -> dict[str, float]:
 
     from ganstudy import callbacks as cb
     from ganstudy import tracking
+    from ganstudy.classifier import feature_net
     from ganstudy.data import training_dataset
-    from ganstudy.images import make_gif, plot_d_outputs
+    from ganstudy.evaluate import Evaluator
     from ganstudy.model import DCGAN, make_discriminator, make_generator, make_optimizer
 
     t, m = cfg.train, cfg.model
+    net = feature_net(splits, cfg.eval.cache_dir)
+    evaluator = Evaluator(net, splits, cfg.eval.n_samples, seed=t.seed)
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -83,6 +97,7 @@ def _fit(cfg, splits, steps, run_id, run_dir: Path, params) -> dict[str, float]:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         first_epoch = int(epoch_var.numpy())
         logged_until = tracking.last_logged_epoch(run_id) if run_id else 0
+        best = tracking.best_value(run_id, "fid", until_step=first_epoch) if run_id else (float("inf"), 0)
         fixed_noise = np.random.default_rng(t.seed).standard_normal((16, m.noise_dim)).astype(np.float32)
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -91,33 +106,54 @@ def _fit(cfg, splits, steps, run_id, run_dir: Path, params) -> dict[str, float]:
             (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
             mlflow.set_tag(tracking.RUN_DIR_TAG, str(run_dir))
             if run_id is None:
-                mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(splits.train_x)})
+                mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(train_images),
+                                 "ganstudy.classifier": net.key})
                 mlflow.log_params(params)
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+                mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
             else:
                 mlflow.set_tag("ganstudy.resumed_from_epoch", first_epoch)
             print(f"run {run.info.run_id}: epochs {first_epoch + 1}..{t.epochs}, {steps} steps of "
                   f"{t.batch_size} per epoch, files in {run_dir}", flush=True)
-            metrics_cb = cb.MlflowMetrics(steps, t.log_every_steps, logged_until)
-            callbacks = [metrics_cb, cb.SampleGrid(gan.generator, fixed_noise, run_dir / "samples"),
+            quiet = t.progress == "none"
+            evaluation = cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, logged_until, best,
+                                       run_dir / "models" / "generator_best.keras", on_eval, quiet)
+            callbacks = [cb.MlflowMetrics(steps, t.log_every_steps, logged_until),
+                         cb.SampleGrid(gan.generator, fixed_noise, run_dir / "samples"), evaluation,
                          cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs)]
-            bar = t.progress == "bar" or (t.progress == "auto" and sys.stdout.isatty())
-            if t.progress != "none":
+            if not quiet:
                 callbacks.append(cb.EpochSummary(t.epochs))
+            bar = t.progress == "bar" or (t.progress == "auto" and sys.stdout.isatty())
             if first_epoch < t.epochs:
-                data = training_dataset(splits.train_x, t.batch_size, t.seed, first_epoch, t.epochs)
+                data = training_dataset(train_images, t.batch_size, t.seed, first_epoch, t.epochs)
                 gan.fit(data, epochs=t.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                         callbacks=callbacks, verbose=1 if bar else 0, shuffle=False)
-            _log_outputs(run.info.run_id, gan, run_dir, make_gif, plot_d_outputs)
+            if cfg.eval.detector:
+                _fit_detector(gan.generator, train_images, evaluator, cfg.eval.detector_epochs, t.seed, run_dir)
+            _log_outputs(run.info.run_id, gan, run_dir)
             final = {k: v for k, v in tracking.last_values(run.info.run_id).items() if "/" not in k}
         _print_where(run.info.run_id, run_dir, cfg.tracking.uri)
     return final
 
 
-def _log_outputs(run_id, gan, run_dir: Path, make_gif, plot_d_outputs) -> None:
+def _fit_detector(generator, train_images, evaluator, epochs: int, seed: int, run_dir: Path) -> None:
+    """How detectable this generator's images are to a CNN trained for it: detector_auc (lower is better)."""
+    import mlflow
+
+    from ganstudy.data import to_model_range
+    from ganstudy.detector import train_detector
+
+    model, auc = train_detector(generator, to_model_range(train_images[:5000]), evaluator.heldout, epochs, seed)
+    (run_dir / "models").mkdir(exist_ok=True)
+    model.save(run_dir / "models" / "detector.keras")
+    mlflow.log_metric("detector_auc", auc)
+
+
+def _log_outputs(run_id, gan, run_dir: Path) -> None:
     """The end of a run: the progression GIF, the D-output plot and the final G and D in Keras format."""
     import mlflow
 
+    from ganstudy.images import make_gif, plot_d_outputs
     from ganstudy.tracking import metric_series
 
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
