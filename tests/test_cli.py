@@ -19,6 +19,8 @@ BAD = {
     "data=mnist data.path=empty.npz": "error: data.path=empty.npz: holds no MNIST images (need a .npz with "
                                       "x_train, y_train, x_test, y_test, or a folder of IDX files)",
     "train.batch_size=5000": "error: train.batch_size=5000: must be at most the 4000 training images",
+    "eval.n_samples=2000": "error: eval.n_samples=2000: must be at most the 1000 held-out images (data.holdout)",
+    "eval.every=0": "error: eval.every=0: must be an integer >= 1",
 }
 
 

@@ -38,6 +38,30 @@ def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_p
     assert result["d_loss"] == run.data.metrics["d_loss"] and set(EPOCH_METRICS) <= set(result)
 
 
+EVAL_METRICS = ("fid", "kid", "mnist_score", "precision", "recall", "modes_covered", "class_kl", "d_auc", "d_ap",
+                "fid_best", "fid_best_epoch")
+
+
+def test_tiny_run_logs_quality_and_detection(tiny_overrides, store):
+    result = train(compose(tiny_overrides + ["train.epochs=3", "eval.every=2"]))
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("ganstudy").experiment_id])
+    for name in EVAL_METRICS:
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, name)) == [2, 3], name
+    fids = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "fid")}
+    best_epoch = min(fids, key=fids.get)
+    assert result["fid_best"] == fids[best_epoch] and result["fid_best_epoch"] == best_epoch
+    for name in ("real_fid", "real_kid", "real_mnist_score", "real_precision", "real_recall", "real_modes_covered",
+                 "real_class_kl", "classifier_accuracy"):
+        (point,) = client.get_metric_history(run.info.run_id, name)
+        assert point.step == 0 and np.isfinite(point.value), name
+    assert run.data.metrics["real_fid"] < result["fid"]
+    assert 0 <= result["detector_auc"] <= 1 and 0 <= result["d_auc"] <= 1
+    assert len(run.data.tags["ganstudy.classifier"]) == 12
+    files = set(artifact_paths(client, run.info.run_id))
+    assert {"models/detector.keras", "models/generator_best.keras"} <= files
+
+
 def test_same_seed_repeats_the_first_epoch(tiny_overrides, tmp_path):
     first = train(compose(tiny_overrides + [f"run_dir={tmp_path}/a"]))
     second = train(compose(tiny_overrides + [f"run_dir={tmp_path}/b"]))

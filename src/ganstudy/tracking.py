@@ -40,18 +40,18 @@ def use_experiment(tracking_cfg) -> str:
     return exp_id
 
 
-def find_run(resume: str) -> tuple[str, Path | None]:
-    """Resolve `resume=` (a run directory or an MLflow run id) to (run id, its local directory or None)."""
-    path = Path(resume).expanduser()
+def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
+    """Resolve a run directory or an MLflow run id to (run id, its local directory or None); `key` names the option."""
+    path = Path(ref).expanduser()
     if path.is_dir():
         id_file = path / RUN_ID_FILE
         if not id_file.exists():
-            raise ConfigError(f"resume={resume}: this directory holds no ganstudy run ({RUN_ID_FILE} is missing)")
+            raise ConfigError(f"{key}{ref}: this directory holds no ganstudy run ({RUN_ID_FILE} is missing)")
         return id_file.read_text().strip(), path
     try:
-        run = MlflowClient().get_run(resume)
+        run = MlflowClient().get_run(ref)
     except MlflowException:
-        raise ConfigError(f"resume={resume}: no such run directory, nor a run id in {mlflow.get_tracking_uri()}") from None
+        raise ConfigError(f"{key}{ref}: no such run directory, nor a run id in {mlflow.get_tracking_uri()}") from None
     run_dir = run.data.tags.get(RUN_DIR_TAG)
     return run.info.run_id, Path(run_dir) if run_dir and Path(run_dir).is_dir() else None
 
@@ -86,3 +86,14 @@ def best_value(run_id: str, metric: str, until_step: int) -> tuple[float, int]:
     """(lowest value, its step) of a metric over steps <= until_step; (inf, 0) when there is none."""
     points = [(v, s) for s, v in metric_series(run_id, metric) if s <= until_step]
     return min(points, default=(float("inf"), 0))
+
+
+def model_file(run: str, name: str) -> Path:
+    """models/<name>.keras of a run (a run directory or run id), from its folder or else the artifact store."""
+    run_id, run_dir = find_run(run, key="--run ")
+    if run_dir is not None and (run_dir / "models" / f"{name}.keras").exists():
+        return run_dir / "models" / f"{name}.keras"
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"models/{name}.keras"))
+    except (MlflowException, OSError):
+        raise ConfigError(f"--run {run}: the run has no models/{name}.keras (did it finish training?)") from None

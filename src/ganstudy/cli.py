@@ -1,0 +1,31 @@
+"""What the small commands (sample, detect) share: the --run / --tracking-uri options and loading a run's models."""
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="an MLflow run id or a run directory (outputs/DATE/TIME)")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI),
+                        help="MLflow store holding the run (default: $MLFLOW_TRACKING_URI or %(default)s)")
+
+
+def load_run_model(run: str, tracking_uri: str, name: str, required: bool = True):
+    """A run's saved Keras model, loaded without running untrusted code (safe_mode); None if optional and absent."""
+    import keras
+    import mlflow
+
+    from ganstudy.config import ConfigError
+    from ganstudy.tracking import model_file
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        path = model_file(run, name)
+    except ConfigError:
+        if required:
+            raise
+        return None
+    return keras.models.load_model(path, safe_mode=True, compile=False)

@@ -1,0 +1,82 @@
+"""Score image files with a run's discriminator (and its post-hoc detector):
+`python -m ganstudy.detect --run RUN FILES... [--json]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ganstudy.cli import add_run_options, load_run_model
+from ganstudy.config import exit_on_config_error
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ganstudy.detect", description=__doc__.split(":")[0])
+    add_run_options(p)
+    p.add_argument("files", nargs="+", type=Path,
+                   help="PNG/JPEG images (grey, or turned grey and resized to 28x28) or .npz arrays of images")
+    p.add_argument("--json", action="store_true", help="one JSON object per image, per line")
+    p.add_argument("--threshold", type=float, default=0.5, help="p_real at or above it: 'real' (default %(default)s)")
+    return p.parse_args(argv)
+
+
+def read_images(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, uint8 28x28 image) for each image in the file; raises ValueError/OSError when it holds none."""
+    if path.suffix.lower() == ".npz":
+        with np.load(path) as arrays:
+            for key in arrays.files:
+                a = arrays[key]
+                if a.shape[-2:] != (28, 28) and a.shape[-3:] != (28, 28, 1):
+                    raise ValueError(f"array '{key}' has shape {a.shape}, not 28x28 images")
+                for i, image in enumerate(a.reshape(-1, 28, 28)):
+                    yield f"{path}[{key}][{i}]", np.clip(image, 0, 255).astype(np.uint8)
+        return
+    from PIL import Image
+
+    with Image.open(path) as img:
+        grey = img.convert("L")
+        if grey.size != (28, 28):
+            grey = grey.resize((28, 28), Image.Resampling.LANCZOS)
+        yield str(path), np.asarray(grey, np.uint8)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with exit_on_config_error():
+        discriminator = load_run_model(args.run, args.tracking_uri, "discriminator")
+        detector = load_run_model(args.run, args.tracking_uri, "detector", required=False)
+    from ganstudy.data import to_model_range
+    from ganstudy.evaluate import d_logits
+
+    failed = 0
+    for path in args.files:
+        try:
+            names, images = zip(*read_images(path))
+        except Exception as err:  # unreadable or not an image: report it, score the rest
+            failed += 1
+            message = f"cannot read as an image ({type(err).__name__}: {err})"
+            print(json.dumps({"file": str(path), "error": message}) if args.json else f"{path}: error: {message}",
+                  file=sys.stdout if args.json else sys.stderr, flush=True)
+            continue
+        x = to_model_range(np.stack(images))
+        p_d = 1 / (1 + np.exp(-d_logits(discriminator, x)))
+        p_det = 1 / (1 + np.exp(-d_logits(detector, x))) if detector is not None else None
+        for i, name in enumerate(names):
+            p = float(p_det[i] if p_det is not None else p_d[i])
+            row = {"file": name, "p_real_discriminator": round(float(p_d[i]), 4),
+                   "p_real_detector": None if p_det is None else round(float(p_det[i]), 4),
+                   "verdict": "real" if p >= args.threshold else "generated"}
+            if args.json:
+                print(json.dumps(row))
+            else:
+                det = "" if p_det is None else f"  detector {row['p_real_detector']:.3f}"
+                print(f"{name}  p_real: discriminator {row['p_real_discriminator']:.3f}{det}  -> {row['verdict']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

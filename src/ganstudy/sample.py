@@ -1,0 +1,50 @@
+"""Export images from a run's generator: `python -m ganstudy.sample --run RUN -n 1000 -o samples.npz [--png DIR]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ganstudy.cli import add_run_options, load_run_model
+from ganstudy.config import exit_on_config_error
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ganstudy.sample", description=__doc__.split(":")[0])
+    add_run_options(p)
+    p.add_argument("-n", type=int, default=1000, help="how many images (default %(default)s)")
+    p.add_argument("-o", "--out", type=Path, default=Path("samples.npz"),
+                   help="the .npz to write: 'images', uint8 (n, 28, 28) (default %(default)s)")
+    p.add_argument("--png", type=Path, help="also write one PNG per image into this folder")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    p.add_argument("--best", action="store_true", help="use the generator with the best FID, not the final one")
+    args = p.parse_args(argv)
+    if args.n < 1:
+        p.error(f"-n {args.n}: must be an integer >= 1")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    with exit_on_config_error():
+        generator = load_run_model(args.run, args.tracking_uri, "generator_best" if args.best else "generator")
+    import imageio.v3 as iio
+
+    from ganstudy.data import to_uint8
+    from ganstudy.evaluate import generate
+
+    images = to_uint8(generate(generator, args.n, args.seed))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, images=images)
+    print(f"wrote {len(images)} images, uint8 {images.shape[1:]} in 'images', to {args.out}")
+    if args.png:
+        args.png.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            iio.imwrite(args.png / f"sample_{i:05d}.png", image)
+        print(f"wrote {len(images)} PNG files to {args.png}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
