@@ -16,6 +16,10 @@ from ganstudy.images import grid, save_png
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
+def finite_losses(logs: dict) -> bool:
+    return bool(np.isfinite([float(logs[k]) for k in ("d_loss", "g_loss")]).all())
+
+
 def epoch_metrics(logs: dict) -> dict[str, float]:
     """The four training metrics and how far D's mean outputs are from 0.5."""
     m = {k: float(logs[k]) for k in METRICS}
@@ -50,6 +54,10 @@ class MlflowMetrics(keras.callbacks.Callback):
         if epoch + 1 > self.logged_until:
             mlflow.log_metrics(self.last, step=epoch + 1)
 
+    def diverged(self) -> bool:
+        """Whether the last epoch this process trained ended with NaN/inf losses."""
+        return bool(self.last) and not finite_losses(self.last)
+
 
 class SampleGrid(keras.callbacks.Callback):
     """After every epoch, G's images for one fixed noise batch as samples/epoch_NNNN.png in the run."""
@@ -73,7 +81,7 @@ class Checkpointing(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done % self.every and done != self.last_epoch:
+        if done % self.every and done != self.last_epoch or not finite_losses(logs):
             return
         self.epoch_var.assign(done)
         prefix = self.manager.save(checkpoint_number=done)
@@ -115,7 +123,7 @@ class Evaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done % self.every and done != self.last_epoch:
+        if done % self.every and done != self.last_epoch or not finite_losses(logs):
             return
         m = self.evaluator.evaluate(self.gan.generator, self.gan.discriminator, done)
         if m["fid"] < self.best_fid:
@@ -129,5 +137,5 @@ class Evaluation(keras.callbacks.Callback):
             print(f"  eval @{done}: fid {m['fid']:.2f} (best {self.best_fid:.2f} @{self.best_epoch})  "
                   f"mnist_score {m['mnist_score']:.2f}  modes {m['modes_covered']}  precision {m['precision']:.2f}  "
                   f"recall {m['recall']:.2f}  D-AUC {m['d_auc']:.3f}", flush=True)
-        if self.on_eval:
-            self.on_eval(done, m)
+        if self.on_eval and self.on_eval(done, m):
+            self.model.stop_training = True

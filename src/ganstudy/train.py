@@ -14,7 +14,8 @@ from ganstudy.config import ConfigError, check_group_choices, exit_on_config_err
 # Keys that may differ between a run and its resumption (epochs: to train a finished run longer).
 RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tracking.")
 
-OnEval = Callable[[int, dict], None]
+# Called after every evaluation with (epoch, metrics); returning True stops training after this epoch.
+OnEval = Callable[[int, dict], bool]
 
 
 def _check_same_config(run_id: str, params: dict) -> None:
@@ -27,11 +28,13 @@ def _check_same_config(run_id: str, params: dict) -> None:
             raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
 
 
-def train(cfg: DictConfig, on_eval: Optional[OnEval] = None) -> dict[str, float]:
+def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Optional[str] = None,
+          tags: Optional[dict] = None) -> dict[str, float]:
     """Train the configured GAN into one MLflow run (new, or the one `cfg.resume` names).
 
     Returns the run's final metrics, the best FID (`fid_best`, `fid_best_epoch`) and `detector_auc`.
     `on_eval(epoch, metrics)` is called after every evaluation (a sweep reports and prunes there).
+    A new run is nested under `parent_run_id` (or the active run) and carries `tags`.
     """
     validate(cfg)
     from ganstudy.data import load_mnist, steps_per_epoch
@@ -59,10 +62,10 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None) -> dict[str, float]
                 tracking.download_dir(run_id, folder, run_dir)
         else:
             run_dir = found_dir
-    return _fit(cfg, splits, train_images, steps, run_id, run_dir.resolve(), params, on_eval)
+    return _fit(cfg, splits, train_images, steps, run_id, run_dir.resolve(), params, on_eval, parent_run_id, tags)
 
 
-def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eval) -> dict[str, float]:
+def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eval, parent_run_id, tags):
     import keras
     import mlflow
     import numpy as np
@@ -102,12 +105,13 @@ def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eva
         run_dir.mkdir(parents=True, exist_ok=True)
 
         nested = mlflow.active_run() is not None
-        with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=nested) as run:
+        with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=nested,
+                              parent_run_id=None if run_id else parent_run_id) as run:
             (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
             mlflow.set_tag(tracking.RUN_DIR_TAG, str(run_dir))
             if run_id is None:
                 mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(train_images),
-                                 "ganstudy.classifier": net.key})
+                                 "ganstudy.classifier": net.key, **(tags or {})})
                 mlflow.log_params(params)
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
                 mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
@@ -118,7 +122,8 @@ def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eva
             quiet = t.progress == "none"
             evaluation = cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, logged_until, best,
                                        run_dir / "models" / "generator_best.keras", on_eval, quiet)
-            callbacks = [cb.MlflowMetrics(steps, t.log_every_steps, logged_until),
+            metrics_cb = cb.MlflowMetrics(steps, t.log_every_steps, logged_until)
+            callbacks = [keras.callbacks.TerminateOnNaN(), metrics_cb,
                          cb.SampleGrid(gan.generator, fixed_noise, run_dir / "samples"), evaluation,
                          cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs)]
             if not quiet:
@@ -128,7 +133,10 @@ def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eva
                 data = training_dataset(train_images, t.batch_size, t.seed, first_epoch, t.epochs)
                 gan.fit(data, epochs=t.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                         callbacks=callbacks, verbose=1 if bar else 0, shuffle=False)
-            if cfg.eval.detector:
+            if metrics_cb.diverged():
+                mlflow.set_tag("ganstudy.diverged", "true")
+                print("stopped: the losses are no longer finite (NaN/inf)", file=sys.stderr, flush=True)
+            elif cfg.eval.detector:
                 _fit_detector(gan.generator, train_images, evaluator, cfg.eval.detector_epochs, t.seed, run_dir)
             _log_outputs(run.info.run_id, gan, run_dir)
             final = {k: v for k, v in tracking.last_values(run.info.run_id).items() if "/" not in k}

@@ -1,0 +1,168 @@
+"""Improve the GAN settings: `python -m ganstudy.sweep [sweep=NAME] [key=value ...]`.
+
+An Optuna study over Hydra-composed training runs. Each trial composes its config from the sweep's base
+overrides plus the sampled values and calls train() in this process; the pruner stops bad trials at their
+evaluations. The study lives in Optuna storage (SQLite under mlruns/ by default, any Optuna URL otherwise),
+so rerunning the same command continues it, and several workers on one storage share it.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import sys
+from pathlib import Path
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from ganstudy import sweep_spec
+from ganstudy.config import ConfigError, compose, exit_on_config_error
+
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+STUDY_TAG, ROLE_TAG = "ganstudy.study", "ganstudy.role"
+
+
+def make_storage(url: str, heartbeat: int):
+    """Optuna storage with a heartbeat: a trial whose worker died is failed after 2 beats and retried once."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in url:  # a journal file: shared by workers on one machine or a shared disk, no heartbeat
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url))
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that use up the study's budget: finished, running or queued, and those that failed on their own
+    (NaN losses, an error). A trial failed by the heartbeat is not counted: its retry is."""
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state != TrialState.FAIL or "fail_reason" in t.user_attrs:
+            n += 1
+    return n
+
+
+def make_sampler(spec: DictConfig, n_existing: int) -> optuna.samplers.BaseSampler:
+    # Seeded by the sweep's seed plus the trials so far: reproducible for one worker, and a worker
+    # joining later does not replay the first worker's proposals.
+    seed = None if spec.sampler.seed is None else spec.sampler.seed + n_existing
+    if spec.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.n_startup_trials)
+
+
+def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
+    p = spec.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_epochs,
+                                              reduction_factor=p.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def is_better(spec: DictConfig, a: float, b: float) -> bool:
+    return a < b if spec.direction == "minimize" else a > b
+
+
+def objective_fn(spec: DictConfig, parent_run_id: str):
+    """The Optuna objective: one training run nested under the study's MLflow run."""
+
+    def objective(trial: optuna.Trial) -> float:
+        import keras
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        from ganstudy.train import train
+
+        keras.backend.clear_session()  # memory must not grow from trial to trial
+        gc.collect()
+        overrides = list(spec.base) + sweep_spec.suggest(trial, spec.space) + [
+            f"run_dir={Path(spec.out_dir) / spec.study_name / f'trial_{trial.number:04d}'}",
+            f"tracking.run_name=trial_{trial.number}"]
+        trial.set_user_attr("overrides", overrides)
+        print(f"\ntrial {trial.number}: {' '.join(overrides[len(spec.base):-2])}", flush=True)
+        pruned = False
+
+        def on_eval(epoch: int, metrics: dict) -> bool:
+            nonlocal pruned
+            if spec.objective in metrics and math.isfinite(metrics[spec.objective]):
+                trial.report(metrics[spec.objective], epoch)
+                pruned = trial.should_prune()
+            return pruned
+
+        tags = {STUDY_TAG: spec.study_name, ROLE_TAG: "trial", "ganstudy.trial": trial.number}
+        try:
+            result = train(compose(overrides), on_eval=on_eval, parent_run_id=parent_run_id, tags=tags)
+        except Exception as err:  # one broken trial must not end the study
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            print(f"trial {trial.number} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            return float("nan")
+        run_id = mlflow.last_active_run().info.run_id
+        trial.set_user_attr("mlflow_run_id", run_id)
+        value = result.get(spec.objective, float("nan"))
+        if not (math.isfinite(result["d_loss"]) and math.isfinite(result["g_loss"]) and math.isfinite(value)):
+            trial.set_user_attr("fail_reason", "losses or objective became NaN/inf")
+            MlflowClient().set_tag(run_id, "ganstudy.trial_state", "failed")
+            return float("nan")  # Optuna records the trial as FAIL and the study goes on
+        MlflowClient().set_tag(run_id, "ganstudy.trial_state", "pruned" if pruned else "complete")
+        if pruned:
+            raise optuna.TrialPruned(f"pruned at {spec.objective}={value:.4g}")
+        return value
+
+    return objective
+
+
+def run_study(spec: DictConfig) -> optuna.Study:
+    """Run trials until the study holds spec.n_trials counted trials; return the study."""
+    from ganstudy import report
+
+    storage = make_storage(spec.storage or DEFAULT_STORAGE, spec.heartbeat)
+    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
+                                load_if_exists=True)
+    base = compose(list(spec.base) + ["run_dir=unused"])
+    parent = report.parent_run(study, spec, base.tracking)
+    study.pruner = make_pruner(spec, base.train.epochs)
+    objective = objective_fn(spec, parent)
+    while (done := counted_trials(study)) < spec.n_trials:
+        study.sampler = make_sampler(spec, len(study.get_trials(deepcopy=False)))
+        print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
+        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        report.update_parent(study, spec, parent)
+    report.update_parent(study, spec, parent, final=True)
+    return study
+
+
+def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
+    """`sweep=NAME` picks the file (default: default); every other `key=value` overrides a key of it."""
+    name, overrides = "default", []
+    for arg in argv:
+        if "=" not in arg:
+            raise ConfigError(f"{arg}: arguments are key=value (for example sweep=tiny n_trials=6)")
+        if arg.startswith("sweep="):
+            name = arg.split("=", 1)[1]
+        else:
+            overrides.append(arg)
+    return name, overrides
+
+
+def main(argv: list[str] | None = None) -> None:
+    with exit_on_config_error():
+        spec = sweep_spec.load(*parse_argv(sys.argv[1:] if argv is None else argv))
+    study = run_study(spec)
+    from ganstudy import report
+
+    report.print_summary(study, spec)
+    if spec.confirm:
+        from ganstudy.confirm import confirm
+
+        confirm(study, spec, study.user_attrs[report.PARENT_ATTR])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""A sweep file (sweeps/NAME.yaml): what a study searches, how, and for how many trials; checked before any trial."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ganstudy.config import ConfigError, compose, group_options, validate
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+PARAM_KEYS = {"low", "high", "log", "step", "choices", "when"}
+# Metrics train() returns that a study can optimise (all but detector_auc are reported at every evaluation).
+OBJECTIVES = ("fid_best", "fid", "kid", "mnist_score", "precision", "recall", "class_kl", "d_auc", "d_ap",
+              "detector_auc")
+
+
+@dataclass
+class SamplerSpec:
+    name: str = "tpe"
+    seed: Optional[int] = 0
+    n_startup_trials: int = 8
+
+
+@dataclass
+class PrunerSpec:
+    name: str = "median"
+    n_startup_trials: int = 4    # median: trials finished before any pruning
+    n_warmup_steps: int = 4      # median: epochs before a trial can be pruned
+    min_resource: int = 2        # hyperband: epochs every trial gets
+    reduction_factor: int = 3    # hyperband
+
+
+@dataclass
+class SweepSpec:
+    study_name: str = MISSING
+    direction: str = "minimize"
+    objective: str = "fid_best"
+    n_trials: int = 20
+    storage: Optional[str] = None        # an Optuna storage URL; null: SQLite under mlruns/
+    heartbeat: int = 60                  # seconds; a trial silent for 2 heartbeats is failed and retried
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = field(default_factory=PrunerSpec)
+    base: list = field(default_factory=list)        # overrides every trial starts from
+    baseline: list = field(default_factory=list)    # overrides that make the base the article's settings
+    space: dict = field(default_factory=dict)       # override key -> {low, high, log, step} or {choices}
+    confirm: bool = False                # after the study: best vs baseline with `seeds` seeds each
+    seeds: int = 3
+    out_dir: str = "outputs/sweeps"      # trial run folders: OUT_DIR/STUDY/trial_NNNN
+
+
+def sweep_path(name: str) -> Path:
+    """sweeps/NAME.yaml shipped with the package, or a path to a YAML file."""
+    as_path = Path(name).expanduser()
+    if as_path.suffix in (".yaml", ".yml"):
+        return as_path
+    return Path(str(resources.files("ganstudy.sweeps") / f"{name}.yaml"))
+
+
+def available() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("ganstudy.sweeps").iterdir() if p.name.endswith(".yaml"))
+
+
+def load(name: str, overrides: list[str] = ()) -> DictConfig:
+    """The sweep file merged with `key=value` overrides, checked; ConfigError names what is wrong."""
+    path = sweep_path(name)
+    if not path.exists():
+        raise ConfigError(f"sweep={name}: no such sweep file; choose one of {', '.join(available())} or a .yaml path")
+    try:
+        spec = OmegaConf.merge(OmegaConf.structured(SweepSpec), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"sweep={name}: {str(err).splitlines()[0]} (keys: {', '.join(SweepSpec.__dataclass_fields__)})") from None
+    check(spec, name)
+    return spec
+
+
+def _fail(name: str, what: str) -> None:
+    raise ConfigError(f"sweep={name}: {what}")
+
+
+def check(spec: DictConfig, name: str) -> None:
+    if OmegaConf.is_missing(spec, "study_name"):
+        _fail(name, "study_name is missing")
+    if spec.direction not in ("minimize", "maximize"):
+        _fail(name, f"direction={spec.direction}: must be minimize or maximize")
+    if spec.n_trials < 1:
+        _fail(name, f"n_trials={spec.n_trials}: must be an integer >= 1")
+    if spec.seeds < 1:
+        _fail(name, f"seeds={spec.seeds}: must be an integer >= 1")
+    if spec.sampler.name not in SAMPLERS:
+        _fail(name, f"sampler.name={spec.sampler.name}: must be one of {', '.join(SAMPLERS)}")
+    if spec.objective not in OBJECTIVES:
+        _fail(name, f"objective={spec.objective}: must be one of {', '.join(OBJECTIVES)}")
+    if spec.pruner.name not in PRUNERS:
+        _fail(name, f"pruner.name={spec.pruner.name}: must be one of {', '.join(PRUNERS)}")
+    if not spec.space:
+        _fail(name, "space is empty: name at least one setting to search")
+    base = compose(list(spec.base) + ["run_dir=unused"])
+    compose(list(spec.base) + list(spec.baseline) + ["run_dir=unused"])  # the baseline must compose too
+    groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
+    for key, param in spec.space.items():
+        _check_param(name, key, param, base, groups, spec.space, list(spec.base))
+
+
+def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set, space: DictConfig,
+                 base_overrides: list) -> None:
+    where = f"space.{key}"
+    if not OmegaConf.is_dict(param) or not set(param) <= PARAM_KEYS:
+        _fail(name, f"{where}: give {{low, high[, log, step]}} or {{choices: [...]}} (allowed keys: "
+                    f"{', '.join(sorted(PARAM_KEYS))})")
+    if key in groups:
+        options = group_options(key)
+        if "choices" not in param or any(c not in options for c in param.choices):
+            _fail(name, f"{where}: a config group takes choices from {', '.join(options)}")
+    elif OmegaConf.select(base, key, default="<missing>") == "<missing>":
+        _fail(name, f"{where}: unknown parameter (not a key of the run config)")
+    if "choices" in param:
+        if not param.choices:
+            _fail(name, f"{where}: choices is empty")
+    elif "low" not in param or "high" not in param:
+        _fail(name, f"{where}: needs low and high, or choices")
+    elif not param.low < param.high:
+        _fail(name, f"{where}: empty range, low={param.low} is not below high={param.high}")
+    elif param.get("log") and param.low <= 0:
+        _fail(name, f"{where}: a log range needs low > 0")
+    for value in (param.choices if "choices" in param else (param.low, param.high)):
+        try:  # every choice and both ends of a range must make a valid run
+            validate(compose(list(base_overrides) + [f"{key}={value}", "run_dir=unused"]))
+        except ConfigError as err:
+            _fail(name, f"{where}: {value} cannot run ({err})")
+    for other, value in (param.get("when") or {}).items():
+        if other not in space or "choices" not in space[other] or value not in space[other].choices:
+            _fail(name, f"{where}: when.{other}={value} is not a choice of space.{other}")
+
+
+def suggest(trial, space: DictConfig) -> list[str]:
+    """Ask the trial for a value of each parameter whose `when` holds; return them as Hydra overrides."""
+    chosen: dict[str, Any] = {}
+    for key, p in space.items():
+        if any(chosen.get(other) != value for other, value in (p.get("when") or {}).items()):
+            continue
+        if "choices" in p:
+            chosen[key] = trial.suggest_categorical(key, list(p.choices))
+        elif isinstance(p.low, int) and isinstance(p.high, int):
+            chosen[key] = trial.suggest_int(key, p.low, p.high, step=p.get("step") or 1, log=bool(p.get("log")))
+        else:
+            chosen[key] = trial.suggest_float(key, float(p.low), float(p.high), step=p.get("step"),
+                                              log=bool(p.get("log")))
+    return [f"{k}={v}" for k, v in chosen.items()]
