@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import gc
 import math
+import random
+import signal
 import sys
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -20,6 +25,18 @@ from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+_interrupted = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    # The flag outlives a KeyboardInterrupt that lands where Python ignores it (a gc callback).
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def _stop_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 STUDY_TAG, ROLE_TAG = "ganstudy.study", "ganstudy.role"
 
 
@@ -34,7 +51,7 @@ def make_storage(url: str, heartbeat: int):
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(
         url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -100,9 +117,12 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
         try:
             result = train(compose(overrides), on_eval=on_eval, parent_run_id=parent_run_id, tags=tags)
         except Exception as err:  # one broken trial must not end the study
+            if _interrupted.is_set():  # Ctrl-C inside a TF op arrives wrapped in a RuntimeError
+                raise KeyboardInterrupt from err
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
             print(f"trial {trial.number} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             return float("nan")
+        _stop_if_interrupted()
         run_id = mlflow.last_active_run().info.run_id
         trial.set_user_attr("mlflow_run_id", run_id)
         value = result.get(spec.objective, float("nan"))
@@ -119,23 +139,48 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
 
 
 def run_study(spec: DictConfig) -> optuna.Study:
-    """Run trials until the study holds spec.n_trials counted trials; return the study."""
+    """Run trials until the study holds spec.n_trials counted trials, none of them still running; return it."""
     from ganstudy import report
 
-    storage = make_storage(spec.storage or DEFAULT_STORAGE, spec.heartbeat)
-    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
-                                load_if_exists=True)
+    storage = _retry(lambda: make_storage(spec.storage or DEFAULT_STORAGE, spec.heartbeat))
+    study = _retry(lambda: optuna.create_study(study_name=spec.study_name, storage=storage,
+                                               direction=spec.direction, load_if_exists=True))
     base = compose(list(spec.base) + ["run_dir=unused"])
-    parent = report.parent_run(study, spec, base.tracking)
+    parent = _retry(lambda: report.parent_run(study, spec, base.tracking))
     study.pruner = make_pruner(spec, base.train.epochs)
     objective = objective_fn(spec, parent)
-    while (done := counted_trials(study)) < spec.n_trials:
-        study.sampler = make_sampler(spec, len(study.get_trials(deepcopy=False)))
-        print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
-        study.optimize(objective, n_trials=1, gc_after_trial=True)
-        report.update_parent(study, spec, parent)
+    waiting_said = False
+    while True:
+        _stop_if_interrupted()
+        if isinstance(storage, optuna.storages.RDBStorage):
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
+        trials = study.get_trials(deepcopy=False)
+        queued = any(t.state == TrialState.WAITING for t in trials)
+        if (done := counted_trials(study)) < spec.n_trials or queued:
+            study.sampler = make_sampler(spec, len(trials))
+            print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
+            study.optimize(objective, n_trials=1, gc_after_trial=True)
+            report.update_parent(study, spec, parent)
+        elif any(t.state == TrialState.RUNNING for t in trials):
+            if not waiting_said:  # other workers' trials, or a dead worker's until its heartbeat runs out
+                print("waiting for running trials to end ...", flush=True)
+                waiting_said = True
+            time.sleep(min(spec.heartbeat, 5))
+        else:
+            break
     report.update_parent(study, spec, parent, final=True)
     return study
+
+
+def _retry(make, attempts: int = 5):
+    """Workers started together race to create the same SQLite tables: try again shortly."""
+    for attempt in range(attempts):
+        try:
+            return make()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
 
 
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
@@ -154,7 +199,13 @@ def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
 def main(argv: list[str] | None = None) -> None:
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv(sys.argv[1:] if argv is None else argv))
-    study = run_study(spec)
+    signal.signal(signal.SIGINT, _on_sigint)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
+    try:
+        study = run_study(spec)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
+        sys.exit(130)
     from ganstudy import report
 
     report.print_summary(study, spec)

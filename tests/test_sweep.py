@@ -1,0 +1,163 @@
+"""The study: the tiny sweep's regression run, resume after Ctrl-C, a killed worker, two workers, bad files."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from ganstudy import sweep_spec
+from ganstudy.config import ConfigError
+
+
+def sweep_args(tmp_path, cache_dir, *extra):
+    return ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db", f"out_dir={tmp_path}/trials",
+            f"base=[experiment=tiny,train.epochs=3,eval.detector=false,train.progress=none,"
+            f"eval.cache_dir={cache_dir},tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
+            f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
+
+
+def start(tmp_path, args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "ganstudy.sweep", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def load(tmp_path):
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+
+
+def trials_so_far(tmp_path):
+    """The study's trials, or none while the starting worker has not created it yet."""
+    try:
+        return load(tmp_path).get_trials()
+    except KeyError:
+        return []
+
+
+def wait_for(predicate, proc, limit=240):
+    deadline = time.time() + limit
+    while not predicate() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+
+
+def ended(trials):
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def test_tiny_sweep_regression(tmp_path, cache_dir):
+    proc = start(tmp_path, sweep_args(tmp_path, cache_dir))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert len(trials) == 4 and [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and math.isfinite(t.value) for t in trials)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    exp = client.get_run(parent_id).info.experiment_id
+    nested = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert len(nested) == 4
+    assert sorted(r.data.tags["ganstudy.trial_state"] for r in nested) == sorted(
+        t.state.name.lower() for t in trials)
+    parent = client.get_run(parent_id)
+    assert parent.data.metrics["best_fid_best"] == study.best_value
+    assert parent.data.metrics["best_trial"] == study.best_trial.number
+    assert {a.path for a in client.list_artifacts(parent_id)} >= {"trials.csv", "best.json", "report", "sweep.yaml"}
+    assert "report/optimization_history.html" in {a.path for a in client.list_artifacts(parent_id, "report")}
+    # The first proposal is what a TPE sampler with seed 0 proposes, asked independently here.
+    reference = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2)).ask()
+    expected = {"optimizer": reference.suggest_categorical("optimizer", ["adam", "rmsprop"]),
+                "optimizer.lr_g": reference.suggest_float("optimizer.lr_g", 1e-4, 1e-3, log=True),
+                "optimizer.lr_d": reference.suggest_float("optimizer.lr_d", 1e-4, 1e-3, log=True)}
+    if expected["optimizer"] == "adam":
+        expected["optimizer.beta1"] = reference.suggest_float("optimizer.beta1", 0.3, 0.9)
+    expected["model.dropout"] = reference.suggest_float("model.dropout", 0.0, 0.5)
+    assert trials[0].params == expected
+    # Rerunning a finished study adds nothing.
+    again = start(tmp_path, sweep_args(tmp_path, cache_dir))
+    again.communicate(timeout=300)
+    assert again.returncode == 0 and len(load(tmp_path).get_trials()) == 4
+
+
+def test_interrupted_sweep_resumes_to_its_total(tmp_path, cache_dir):
+    proc = start(tmp_path, sweep_args(tmp_path, cache_dir, "n_trials=3"))
+    storage = tmp_path / "optuna.db"
+    wait_for(lambda: storage.exists() and len(ended(trials_so_far(tmp_path))) >= 1, proc)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "run the same command again" in out
+    done = start(tmp_path, sweep_args(tmp_path, cache_dir, "n_trials=3"))
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    study = load(tmp_path)
+    assert len(ended(study.get_trials())) == 3
+    assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+
+
+def test_killed_worker_leaves_no_trial_running(tmp_path, cache_dir):
+    args = sweep_args(tmp_path, cache_dir, "n_trials=2", "heartbeat=1")
+    proc = start(tmp_path, args)
+    storage = tmp_path / "optuna.db"
+    wait_for(lambda: storage.exists() and any(t.state == TrialState.RUNNING for t in trials_so_far(tmp_path)), proc)
+    time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.RUNNING]
+    done = start(tmp_path, args)
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    states = [t.state for t in load(tmp_path).get_trials()]
+    assert states[0] == TrialState.FAIL and TrialState.RUNNING not in states
+    assert len(ended(load(tmp_path).get_trials())) == 2
+
+
+def test_two_workers_share_one_study(tmp_path, cache_dir):
+    args = sweep_args(tmp_path, cache_dir, "n_trials=4")
+    workers = [start(tmp_path, args) for _ in range(2)]
+    outs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outs
+    trials = load(tmp_path).get_trials()
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers) and 4 <= len(ended(load(tmp_path).get_trials())) <= 5
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                 "tags.`ganstudy.role` = 'study'")
+    assert len(parents) == 1
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["n_trial=3"], "sweep=tiny: Key 'n_trial' not in 'SweepSpec'"),
+    (["space[model.dropout].low=0.6"], "sweep=tiny: space.model.dropout: empty range, low=0.6 is not below high=0.5"),
+    (["space[model.depth]={low: 1, high: 3}"], "sweep=tiny: space.model.depth: unknown parameter"),
+    (["space.optimizer.choices=[adam,adagrad]"], "sweep=tiny: space.optimizer: a config group takes choices from"),
+    (["space[optimizer.lr_g].low=0"], "sweep=tiny: space.optimizer.lr_g: a log range needs low > 0"),
+    (["objective=accuracy"], "sweep=tiny: objective=accuracy: must be one of fid_best"),
+    (["n_trials=0"], "sweep=tiny: n_trials=0: must be an integer >= 1"),
+    (["space[model.dropout].high=1.5"], "sweep=tiny: space.model.dropout: 1.5 cannot run (model.dropout=1.5: must be"),
+])
+def test_bad_sweep_settings_are_rejected(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        sweep_spec.load("tiny", overrides)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study_name: bad\nspace: {}\n")
+    done = subprocess.run([sys.executable, "-m", "ganstudy.sweep", f"sweep={bad}",
+                           f"storage=sqlite:///{tmp_path}/optuna.db"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: sweep={bad}: space is empty: name at least one setting to search"
+    assert not (tmp_path / "optuna.db").exists()
+    unknown = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "sweep=nope"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "sweep=nope: no such sweep file; choose one of default, tiny" in unknown.stderr
