@@ -18,7 +18,11 @@ PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "sl
 
 
 def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
-    """The study's MLflow run id: found again through the study on resume, created on first use."""
+    """The study's MLflow run id: found again through the study on resume, created on first use.
+
+    Workers on one machine take a file lock around this; workers on several machines starting in the
+    same instant could each create one (the study keeps the last, and the others stay empty).
+    """
     from ganstudy.sweep import ROLE_TAG, STUDY_TAG
     from ganstudy.tracking import use_experiment
 
@@ -30,11 +34,7 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
                             tags={STUDY_TAG: spec.study_name, ROLE_TAG: "study"})
     client.log_text(run.info.run_id, OmegaConf.to_yaml(spec), "sweep.yaml")
     study.set_user_attr(PARENT_ATTR, run.info.run_id)
-    # Two workers starting together may both get here: the last writer wins, the other run is removed.
-    winner = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[PARENT_ATTR]
-    if winner != run.info.run_id:
-        client.delete_run(run.info.run_id)
-    return winner
+    return run.info.run_id
 
 
 def _finished(study: optuna.Study) -> list:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import math
-import random
 import signal
 import sys
 import threading
@@ -23,6 +22,7 @@ from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
+from ganstudy.tracking import sqlite_init_lock
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 _interrupted = threading.Event()
@@ -142,11 +142,13 @@ def run_study(spec: DictConfig) -> optuna.Study:
     """Run trials until the study holds spec.n_trials counted trials, none of them still running; return it."""
     from ganstudy import report
 
-    storage = _retry(lambda: make_storage(spec.storage or DEFAULT_STORAGE, spec.heartbeat))
-    study = _retry(lambda: optuna.create_study(study_name=spec.study_name, storage=storage,
-                                               direction=spec.direction, load_if_exists=True))
-    base = compose(list(spec.base) + ["run_dir=unused"])
-    parent = _retry(lambda: report.parent_run(study, spec, base.tracking))
+    url = spec.storage or DEFAULT_STORAGE
+    with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
+        storage = make_storage(url, spec.heartbeat)
+        study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
+                                    load_if_exists=True)
+        base = compose(list(spec.base) + ["run_dir=unused"])
+        parent = report.parent_run(study, spec, base.tracking)
     study.pruner = make_pruner(spec, base.train.epochs)
     objective = objective_fn(spec, parent)
     waiting_said = False
@@ -170,17 +172,6 @@ def run_study(spec: DictConfig) -> optuna.Study:
             break
     report.update_parent(study, spec, parent, final=True)
     return study
-
-
-def _retry(make, attempts: int = 5):
-    """Workers started together race to create the same SQLite tables: try again shortly."""
-    for attempt in range(attempts):
-        try:
-            return make()
-        except Exception:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 + random.random())
 
 
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:

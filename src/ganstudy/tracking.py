@@ -1,6 +1,7 @@
 """MLflow plumbing: the experiment, starting or resuming a run, and finding a run again."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import mlflow
@@ -19,9 +20,33 @@ def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
+@contextlib.contextmanager
+def sqlite_init_lock(uri: str):
+    """Serialise first use of an SQLite database across processes: workers started together would
+    otherwise run its schema migrations at the same time and break it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def use_experiment(tracking_cfg) -> str:
     """Point MLflow at the configured store and experiment (created on first use); return its id."""
     mlflow.set_tracking_uri(tracking_cfg.uri)
+    with sqlite_init_lock(tracking_cfg.uri):
+        return _experiment_id(tracking_cfg)
+
+
+def _experiment_id(tracking_cfg) -> str:
     client = MlflowClient()
     exp = client.get_experiment_by_name(tracking_cfg.experiment)
     if exp is None:
