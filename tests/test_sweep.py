@@ -50,10 +50,18 @@ def ended(trials):
     return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
-def test_tiny_sweep_regression(tmp_path, cache_dir):
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory, cache_dir):
+    """The tiny sweep, run once to its end: its folder."""
+    tmp_path = tmp_path_factory.mktemp("tiny_study")
     proc = start(tmp_path, sweep_args(tmp_path, cache_dir))
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
+    return tmp_path
+
+
+def test_tiny_sweep_regression(tiny_study, cache_dir):
+    tmp_path = tiny_study
     study = load(tmp_path)
     trials = study.get_trials()
     assert len(trials) == 4 and [t.number for t in trials] == [0, 1, 2, 3]
@@ -161,3 +169,33 @@ def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
     unknown = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "sweep=nope"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "sweep=nope: no such sweep file; choose one of default, tiny" in unknown.stderr
+
+
+def test_confirm_compares_best_and_article_over_seeds(tiny_study, cache_dir, capsys):
+    from ganstudy.confirm import confirm
+
+    tmp_path = tiny_study
+    spec = sweep_spec.load("tiny", sweep_args(tmp_path, cache_dir)[1:] + ["seeds=2"])
+    study = load(tmp_path)
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    summary = confirm(study, spec, parent_id)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([exp], "tags.`ganstudy.role` = 'confirm'")
+    assert sorted((r.data.tags["ganstudy.which"], r.data.tags["ganstudy.seed"]) for r in runs) == [
+        ("article", "1"), ("article", "2"), ("best", "1"), ("best", "2")]
+    for arm in ("best", "article"):
+        values = [r.data.metrics["objective"] for r in runs if r.data.tags["ganstudy.which"] == arm]
+        assert summary[arm]["mean"] == pytest.approx(sum(values) / 2)
+        assert summary[arm]["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    best = next(r for r in runs if r.data.tags["ganstudy.which"] == "best")
+    params = {("optimizer.name" if k == "optimizer" else k): str(v) for k, v in study.best_params.items()}
+    assert all(best.data.params[k] == v for k, v in params.items())
+    article = next(r for r in runs if r.data.tags["ganstudy.which"] == "article")
+    assert (article.data.params["optimizer.lr_g"], article.data.params["optimizer.beta1"]) == ("0.0001", "0.9")
+    metrics = client.get_run(parent_id).data.metrics
+    assert metrics["confirm_ratio"] == pytest.approx(summary["best"]["mean"] / summary["article"]["mean"])
+    assert "confirm.png" in {a.path for a in client.list_artifacts(parent_id)}
+    assert "ratio best/article" in capsys.readouterr().out
+    confirm(study, spec, parent_id)  # a rerun finds the finished runs and trains nothing
+    assert len(client.search_runs([exp], "tags.`ganstudy.role` = 'confirm'")) == 4

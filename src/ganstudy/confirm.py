@@ -28,8 +28,10 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     import mlflow
 
     from ganstudy.config import compose
+    from ganstudy.tracking import use_experiment
     from ganstudy.train import train
 
+    use_experiment(compose(list(spec.base) + ["run_dir=unused"]).tracking)
     best = study.best_trial
     arms = {"best": list(spec.base) + [f"{k}={v}" for k, v in best.params.items()],
             "article": list(spec.base) + list(spec.baseline)}
@@ -54,14 +56,26 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     summary = {arm: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
                for arm, v in values.items()}
     ratio = summary["best"]["mean"] / summary["article"]["mean"]
+    p_value = _welch_p(values["best"], values["article"])
     for arm, s in summary.items():
         client.log_metric(parent_run_id, f"confirm_{arm}_mean", s["mean"])
         client.log_metric(parent_run_id, f"confirm_{arm}_std", s["std"])
     client.log_metric(parent_run_id, "confirm_ratio", ratio)
+    if p_value is not None:
+        client.log_metric(parent_run_id, "confirm_p_value", p_value)
     with tempfile.TemporaryDirectory() as tmp:
         client.log_artifact(parent_run_id, str(_plot(values, spec.objective, Path(tmp) / "confirm.png")))
-    _print_table(summary, values, ratio, spec)
+    _print_table(summary, values, ratio, p_value, spec)
     return summary
+
+
+def _welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Welch t-test p-value of a difference in means (None with fewer than 2 seeds an arm)."""
+    if min(len(a), len(b)) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _plot(values: dict[str, list[float]], objective: str, out: Path) -> Path:
@@ -84,10 +98,11 @@ def _plot(values: dict[str, list[float]], objective: str, out: Path) -> Path:
     return out
 
 
-def _print_table(summary, values, ratio, spec) -> None:
+def _print_table(summary, values, ratio, p_value, spec) -> None:
     print(f"\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6}")
     for arm, s in summary.items():
         print(f"{arm:<10} {s['mean']:>16.4g} {s['std']:>10.3g} {len(values[arm]):>6}")
     better = ratio < 1 if spec.direction == "minimize" else ratio > 1
-    print(f"ratio best/article: {ratio:.3f} ({'better' if better else 'not better'} for a "
-          f"{spec.direction[:-1]}d objective)")
+    evidence = "" if p_value is None else f", Welch t-test p = {p_value:.3g}"
+    print(f"ratio best/article: {ratio:.3f} ({'better' if better else 'not better'} for a {spec.direction}d "
+          f"objective{evidence})")

@@ -88,9 +88,9 @@ def _plots(study: optuna.Study, folder: Path) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for name in PLOTS:
         try:
-            getattr(vis, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="cdn")
             with warnings.catch_warnings():  # few-trial studies make matplotlib and Optuna complain
                 warnings.simplefilter("ignore", UserWarning)
+                getattr(vis, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="cdn")
                 result = getattr(vis_mpl, f"plot_{name}")(study)
             fig = (result.flat[0] if hasattr(result, "flat") else result).figure
             fig.savefig(folder / f"{name}.png", dpi=90, bbox_inches="tight")
