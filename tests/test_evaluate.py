@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from ganstudy import classifier
 from ganstudy.classifier import feature_net
 from ganstudy.data import load_mnist
 from ganstudy.evaluate import Evaluator, detection_scores
@@ -23,7 +24,9 @@ def test_feature_network_accuracy_and_cache(net, splits, cache_dir):
     files = sorted(cache_dir.glob(f"mnist_classifier-{net.key}.*"))
     assert [f.suffix for f in files] == [".json", ".keras"]
     mtime = files[1].stat().st_mtime_ns
-    again = feature_net(splits, cache_dir)  # loads, does not retrain
+    assert feature_net(splits, cache_dir) is net  # one load per process
+    classifier._loaded.clear()
+    again = feature_net(splits, cache_dir)  # loads from disk, does not retrain
     assert again.key == net.key and again.accuracy == net.accuracy and files[1].stat().st_mtime_ns == mtime
     # The loaded network predicts the held-out labels as well as the trained one did.
     _, logits = again.embed(((splits.test_x[:500] - 127.5) / 127.5)[..., None].astype(np.float32))

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
-from ganstudy.config import ConfigError
+from ganstudy.config import ConfigError, compose
 
 
 def sweep_args(tmp_path, cache_dir, *extra):
@@ -199,3 +199,25 @@ def test_confirm_compares_best_and_article_over_seeds(tiny_study, cache_dir, cap
     assert "ratio best/article" in capsys.readouterr().out
     confirm(study, spec, parent_id)  # a rerun finds the finished runs and trains nothing
     assert len(client.search_runs([exp], "tags.`ganstudy.role` = 'confirm'")) == 4
+
+
+def test_diverging_trial_fails_cleanly_and_the_study_goes_on(tmp_path, cache_dir):
+    """An SGD learning rate of 1e30 turns the losses into NaN/inf: that trial is FAIL with its reason."""
+    from ganstudy.sweep import objective_fn
+    from ganstudy.tracking import use_experiment
+
+    args = sweep_args(tmp_path, cache_dir)[1:] + ["space={optimizer: {choices: [sgd, adam]}, "
+                                                  "optimizer.lr_g: {choices: [1.0e+30, 1.0e-4]}}"]
+    spec = sweep_spec.load("tiny", args)
+    use_experiment(compose(list(spec.base) + ["run_dir=x"]).tracking)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for lr in (1.0e30, 1.0e-4):
+        study.enqueue_trial({"optimizer": "sgd", "optimizer.lr_g": lr})
+    study.optimize(objective_fn(spec, parent_run_id=None), n_trials=2)
+    by_lr = {t.params["optimizer.lr_g"]: t for t in study.trials}
+    assert by_lr[1.0e30].state == TrialState.FAIL
+    assert by_lr[1.0e30].user_attrs["fail_reason"] == "losses or objective became NaN/inf"
+    assert by_lr[1.0e-4].state in (TrialState.COMPLETE, TrialState.PRUNED) and math.isfinite(by_lr[1.0e-4].value)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(by_lr[1.0e30].user_attrs["mlflow_run_id"])
+    assert run.data.tags["ganstudy.diverged"] == "true" and run.data.tags["ganstudy.trial_state"] == "failed"

@@ -77,11 +77,16 @@ def data_key(splits: Splits) -> str:
     return h.hexdigest()[:12]
 
 
+_loaded: dict[Path, FeatureNet] = {}  # one load per process: a sweep's trials share it
+
+
 def feature_net(splits: Splits, cache_dir: str | Path) -> FeatureNet:
     """The cached feature network for these splits, training (and caching) it on first use."""
     key = data_key(splits)
     folder = Path(cache_dir).expanduser()
     model_file, info_file = folder / f"mnist_classifier-{key}.keras", folder / f"mnist_classifier-{key}.json"
+    if model_file in _loaded and model_file.exists():
+        return _loaded[model_file]
     if model_file.exists() and info_file.exists():
         model = keras.models.load_model(model_file, safe_mode=True)
         accuracy = json.loads(info_file.read_text())["accuracy"]
@@ -97,4 +102,5 @@ def feature_net(splits: Splits, cache_dir: str | Path) -> FeatureNet:
         tmp_info = folder / f".{key}-{os.getpid()}.json"
         tmp_info.write_text(json.dumps({"accuracy": accuracy, "recipe": RECIPE, "train_images": len(splits.train_x)}))
         os.replace(tmp_info, info_file)
-    return FeatureNet(_with_features(model), key, accuracy)
+    _loaded[model_file] = FeatureNet(_with_features(model), key, accuracy)
+    return _loaded[model_file]

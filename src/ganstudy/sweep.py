@@ -144,9 +144,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
 
     url = spec.storage or DEFAULT_STORAGE
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
-        storage = make_storage(url, spec.heartbeat)
-        study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
-                                    load_if_exists=True)
+        storage, study = _open_study(spec, url)
         base = compose(list(spec.base) + ["run_dir=unused"])
         parent = report.parent_run(study, spec, base.tracking)
     study.pruner = make_pruner(spec, base.train.epochs)
@@ -172,6 +170,22 @@ def run_study(spec: DictConfig) -> optuna.Study:
             break
     report.update_parent(study, spec, parent, final=True)
     return study
+
+
+def _open_study(spec: DictConfig, url: str, attempts: int = 5):
+    """Storage and study; workers on several machines that start together race to create the same
+    database tables (PostgreSQL refuses the loser's CREATE), so a failed first attempt is retried."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            storage = make_storage(url, spec.heartbeat)
+            return storage, optuna.create_study(study_name=spec.study_name, storage=storage,
+                                                direction=spec.direction, load_if_exists=True)
+        except SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
