@@ -88,7 +88,7 @@ def main() -> None:
     from ganstudy import metrics
     from ganstudy.classifier import data_key, feature_net
     from ganstudy.config import compose
-    from ganstudy.data import Splits, load_mnist, steps_per_epoch, to_model_range, training_dataset
+    from ganstudy.data import Splits, load_mnist, steps_per_epoch, training_dataset
     from ganstudy.evaluate import Evaluator, d_logits, detection_scores, generate
     from ganstudy.model import DCGAN, make_discriminator, make_generator, make_optimizer
 

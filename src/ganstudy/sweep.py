@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
