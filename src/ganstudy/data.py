@@ -103,8 +103,8 @@ def to_model_range(images: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(images) -> np.ndarray:
-    """Model output in [-1, 1] -> uint8 [0, 255] (N, 28, 28)."""
-    a = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
+    """Model output in [-1, 1] -> uint8 [0, 255] (N, 28, 28); NaN (a diverged generator) becomes black."""
+    a = np.nan_to_num(np.asarray(images, dtype=np.float32).reshape(-1, 28, 28), nan=-1.0)
     return np.clip(np.rint(a * 127.5 + 127.5), 0, 255).astype(np.uint8)
 
 
