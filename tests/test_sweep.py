@@ -169,6 +169,9 @@ def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
     unknown = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "sweep=nope"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "sweep=nope: no such sweep file; choose one of default, tiny" in unknown.stderr
+    usage = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "--help"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert usage.returncode == 0 and "sweep files: default, tiny" in usage.stdout and "n_trials" in usage.stdout
 
 
 def test_confirm_compares_best_and_article_over_seeds(tiny_study, cache_dir, capsys):

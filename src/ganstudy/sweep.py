@@ -202,8 +202,13 @@ def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip() + f"\n\nsweep files: {', '.join(sweep_spec.available())} (or a path to a .yaml)\n"
+              "keys: " + ", ".join(sweep_spec.SweepSpec.__dataclass_fields__))
+        return
     with exit_on_config_error():
-        spec = sweep_spec.load(*parse_argv(sys.argv[1:] if argv is None else argv))
+        spec = sweep_spec.load(*parse_argv(argv))
     signal.signal(signal.SIGINT, _on_sigint)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
     try:
