@@ -20,6 +20,11 @@ def finite_losses(logs: dict) -> bool:
     return bool(np.isfinite([float(logs[k]) for k in ("d_loss", "g_loss")]).all())
 
 
+def due(done: int, every: int, last_epoch: int, logs: dict) -> bool:
+    """Whether epoch `done` gets a periodic action: every `every` epochs and after the last, unless it diverged."""
+    return (done % every == 0 or done == last_epoch) and finite_losses(logs)
+
+
 def epoch_metrics(logs: dict) -> dict[str, float]:
     """The four training metrics and how far D's mean outputs are from 0.5."""
     m = {k: float(logs[k]) for k in METRICS}
@@ -81,7 +86,7 @@ class Checkpointing(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done % self.every and done != self.last_epoch or not finite_losses(logs):
+        if not due(done, self.every, self.last_epoch, logs):
             return
         self.epoch_var.assign(done)
         prefix = self.manager.save(checkpoint_number=done)
@@ -123,7 +128,7 @@ class Evaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done % self.every and done != self.last_epoch or not finite_losses(logs):
+        if not due(done, self.every, self.last_epoch, logs):
             return
         m = self.evaluator.evaluate(self.gan.generator, self.gan.discriminator, done)
         if m["fid"] < self.best_fid:

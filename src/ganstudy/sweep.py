@@ -83,10 +83,6 @@ def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def is_better(spec: DictConfig, a: float, b: float) -> bool:
-    return a < b if spec.direction == "minimize" else a > b
-
-
 def objective_fn(spec: DictConfig, parent_run_id: str):
     """The Optuna objective: one training run nested under the study's MLflow run."""
 
