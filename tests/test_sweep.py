@@ -33,10 +33,12 @@ def load(tmp_path):
 
 
 def trials_so_far(tmp_path):
-    """The study's trials, or none while the starting worker has not created it yet."""
+    """The study's trials; none while the worker has not created it yet or holds the SQLite lock."""
+    from sqlalchemy.exc import OperationalError
+
     try:
         return load(tmp_path).get_trials()
-    except KeyError:
+    except (KeyError, OperationalError):
         return []
 
 
