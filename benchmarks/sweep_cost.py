@@ -1,13 +1,19 @@
-"""What the median pruner saves in a sweep, and whether a long sweep's memory stays flat: one JSON line on stdout.
+"""What the asha pruner saves in a sweep, and whether a long sweep's memory stays flat: one JSON line on stdout.
 
-    python benchmarks/sweep_cost.py [--quick] [--sampler tpe|random] [--keep]
+    python benchmarks/sweep_cost.py [--quick] [--sampler random|tpe] [--min-resource N] [--reduction-factor N] [--keep]
 
-Runs one fixed small study twice through ganstudy.sweep.run_study: `pruner.name=median` and
-`pruner.name=none`, same sampler and seed, same trial budget. Each variant runs in its own child
-process (this file with --driver) and its own temp dir: own Optuna SQLite storage, own MLflow SQLite
-store and artifact root (tracking.uri / tracking.artifact_root in the base overrides), own out_dir.
-Both share the feature-network cache (eval.cache_dir), which the child loads (or trains, once)
-before its clock starts.
+Runs one fixed small study twice through ganstudy.sweep.run_study: `pruner.name=asha` (successive
+halving, as in sweeps/default.yaml, whose rungs at epochs 2 and 6 of 20 become, by default, min_resource 1
+and reduction_factor 3: rungs at epochs 1 and 3 of the small study's 8) and `pruner.name=none`, same
+sampler and seed, same trial budget, eval.every=1. Like the default study it enqueues the DCGAN paper's settings as trial 0 and
+keeps only the latest checkpoint (train.checkpoints=latest). The default `--sampler random` gives both
+variants identical trial configurations, a clean A/B of pruning alone; with `--sampler tpe` they see the
+same proposals only until TPE starts to learn from (differently pruned) history.
+Each variant runs in its own process (this file with --driver), which runs every trial in a spawned
+child of its own (ganstudy.runner), and in its own temp dir: own Optuna SQLite storage, own MLflow
+SQLite store and artifact root (tracking.uri / tracking.artifact_root in the base overrides), own
+out_dir. Both share the feature-network cache (eval.cache_dir), loaded (or trained, once) beforehand in
+a process of its own, so that neither clock nor the sweep process's memory includes it.
 
 Per variant:
 - `trial_epochs`: sum over trials of the epochs each actually trained = the number of distinct
@@ -17,25 +23,25 @@ Per variant:
   two agree unless a trial diverged before its first evaluation): `trial_epochs_from_optuna`.
 - `best_fid_best`: the study's best value (fid_best of the best COMPLETE trial; pruned trials are
   not candidates, as in the study itself).
-- `wall_s`: run_study() wall time (trials, pruning, the parent-run report); `process_wall_s`: the
-  whole child, imports and the feature-net load included.
+- `wall_s`: run_study() wall time (trials with their processes, pruning, the parent-run report);
+  `process_wall_s`: the whole driver process, imports included.
 - `n_pruned`, `n_complete`, `n_failed`.
-- RSS of the sweep process, recorded when each trial's objective returns (or raises):
-  ru_maxrss (peak so far) and VmRSS (current). `rss_growth_peak` = (peak at the end of the last
-  trial - peak at the end of the 2nd trial) / peak at the end of the 2nd trial; `rss_growth_current`
-  likewise for VmRSS. The 2nd trial (Optuna number 1) is the reference because the 1st pays the
-  one-off TensorFlow/MLflow warm-up. Aim: < 10%.
+- Memory, from the 2nd trial (Optuna number 1; the 1st pays the one-off MLflow/Optuna warm-up) to the
+  last. The driver (the sweep process), when each trial's objective returns (or raises): ru_maxrss
+  (peak so far) and VmRSS (current); `driver_rss_growth_peak` = (peak after the last trial - peak
+  after the 2nd) / peak after the 2nd, `driver_rss_growth_current` likewise for VmRSS. The children:
+  each trial's own peak RSS (the `peak_rss_mb` user attr the sweep stores; none for a failed trial);
+  `child_rss_growth` = (last trial's - 2nd trial's) / 2nd trial's.
 
-Aims (reported as booleans): the pruned study spends < half the trial-epochs of the unpruned one,
-for a best value no worse (<=, minimising FID). With the TPE sampler the two studies see the same
-proposals only until TPE starts to learn from (differently pruned) history; `--sampler random`
-gives both variants identical trial configurations, a clean A/B of pruning alone.
-The default run takes about 10 minutes on 2 (shared) cores; --quick about 5.
+Aims (reported as booleans): the pruned study spends at most 0.4 of the trial-epochs of the unpruned
+one (`trial_epochs_ratio`), for a best value no worse (<=, minimising FID); memory growth under 10%
+for the driver (peak and current) and for the children, in both variants.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -47,7 +53,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-VARIANTS = ("median", "none")
+PRUNER = "asha"
+VARIANTS = (PRUNER, "none")
+# Trial 0 of both variants, as in sweeps/default.yaml: the DCGAN paper's settings.
+ENQUEUE = [{"optimizer": "adam", "optimizer.lr_g": 2.0e-4, "optimizer.lr_d": 2.0e-4, "optimizer.beta1": 0.5,
+            "model.dropout": 0.3}]
 
 
 def log(msg: str) -> None:
@@ -60,7 +70,14 @@ def plan(quick: bool) -> dict:
     return dict(n_trials=10, epochs=8, limit=1024)
 
 
-def sweep_file(tmp: Path, variant: str, p: dict, sampler: str, cache_dir: str) -> dict:
+def base(p: dict, cache_dir: str) -> list[str]:
+    """The run overrides every trial starts from (tracking aside)."""
+    return ["experiment=tiny", f"train.epochs={p['epochs']}", "eval.every=1", "eval.detector=false",
+            "train.progress=none", "train.checkpoints=latest", f"data.limit={p['limit']}",
+            f"eval.cache_dir={cache_dir}"]
+
+
+def sweep_file(tmp: Path, variant: str, p: dict, args, cache_dir: str) -> dict:
     """The study, as a sweep file's content (written to tmp/sweep.yaml and loaded with sweep_spec.load)."""
     return {
         "study_name": f"sweep-cost-{variant}",
@@ -69,11 +86,11 @@ def sweep_file(tmp: Path, variant: str, p: dict, sampler: str, cache_dir: str) -
         "n_trials": p["n_trials"],
         "storage": f"sqlite:///{tmp / 'optuna.db'}",
         "out_dir": str(tmp / "out"),
-        "sampler": {"name": sampler, "seed": 0, "n_startup_trials": 2},
-        "pruner": {"name": variant, "n_startup_trials": 3, "n_warmup_steps": 2},
-        "base": ["experiment=tiny", f"train.epochs={p['epochs']}", "eval.every=1", "eval.detector=false",
-                 "train.progress=none", f"data.limit={p['limit']}", f"eval.cache_dir={cache_dir}",
-                 f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"tracking.artifact_root={tmp / 'artifacts'}"],
+        "sampler": {"name": args.sampler, "seed": 0, "n_startup_trials": 2},
+        "pruner": {"name": variant, "min_resource": args.min_resource, "reduction_factor": args.reduction_factor,
+                   "bootstrap_count": 0},
+        "base": base(p, cache_dir) + [f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+                                      f"tracking.artifact_root={tmp / 'artifacts'}"],
         "space": {
             "optimizer": {"choices": ["adam", "rmsprop"]},
             "optimizer.lr_g": {"low": 1.0e-5, "high": 3.0e-3, "log": True},
@@ -81,11 +98,22 @@ def sweep_file(tmp: Path, variant: str, p: dict, sampler: str, cache_dir: str) -
             "optimizer.beta1": {"low": 0.3, "high": 0.9, "when": {"optimizer": "adam"}},
             "model.dropout": {"low": 0.0, "high": 0.5},
         },
+        "enqueue": ENQUEUE,
     }
 
 
+def warm_feature_net(overrides: list[str]) -> None:
+    """Load (or train and cache) the feature network; run in a process of its own."""
+    from ganstudy.classifier import feature_net
+    from ganstudy.config import compose
+    from ganstudy.data import load_mnist
+
+    cfg = compose(overrides + ["run_dir=unused"])
+    feature_net(load_mnist(cfg.data), cfg.eval.cache_dir)
+
+
 # ----------------------------------------------------------------------------------------------------------
-# The child: one study in this process, RSS recorded at the end of every trial.
+# The driver: one study in this process, its RSS recorded at the end of every trial.
 
 def _vm_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -95,8 +123,7 @@ def _vm_kb(field: str) -> int:
 
 
 def _rss_now() -> dict:
-    return {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "vmrss_kb": _vm_kb("VmRSS"),
-            "vmhwm_kb": _vm_kb("VmHWM")}
+    return {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "vmrss_kb": _vm_kb("VmRSS")}
 
 
 def driver(tmp: Path) -> None:
@@ -105,18 +132,9 @@ def driver(tmp: Path) -> None:
     import optuna
 
     from ganstudy import sweep, sweep_spec
-    from ganstudy.config import compose
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = sweep_spec.load(str(tmp / "sweep.yaml"))
-
-    # The feature network, from the shared cache (trained there once if missing), before the clock starts.
-    from ganstudy.classifier import feature_net
-    from ganstudy.data import load_mnist
-
-    cfg = compose(list(spec.base) + ["run_dir=unused"])
-    feature_net(load_mnist(cfg.data), cfg.eval.cache_dir)
-
     per_trial: list[dict] = []
     original = sweep.objective_fn
 
@@ -137,11 +155,21 @@ def driver(tmp: Path) -> None:
     start = time.perf_counter()
     study = sweep.run_study(spec)
     wall = time.perf_counter() - start
+    result = study_result(study, spec)
+    result.update(wall_s=round(wall, 1), driver_rss=per_trial)
+    (tmp / "result.json").write_text(json.dumps(result, default=str))
 
+
+def study_result(study, spec) -> dict:
+    """Per trial: state, epochs trained (MLflow), last reported epoch (Optuna), value, peak RSS; and totals."""
     import mlflow
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
+    from ganstudy import sweep
+    from ganstudy.config import compose
+
+    cfg = compose(list(spec.base) + ["run_dir=unused"])
     mlflow.set_tracking_uri(cfg.tracking.uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
@@ -153,11 +181,11 @@ def driver(tmp: Path) -> None:
         run_id = run_of.get(t.number)
         epochs = len({m.step for m in client.get_metric_history(run_id, "d_loss")}) if run_id else 0
         trials.append({"number": t.number, "state": t.state.name, "epochs": epochs,
-                       "last_reported_epoch": max(t.intermediate_values, default=0),
-                       "value": t.value, "params": t.params})
+                       "last_reported_epoch": max(t.intermediate_values, default=0), "value": t.value,
+                       "peak_rss_mb": t.user_attrs.get("peak_rss_mb"),
+                       "params": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in t.params.items()}})
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    result = {
-        "wall_s": round(wall, 1),
+    return {
         "best_fid_best": study.best_value if complete else None,
         "best_trial": study.best_trial.number if complete else None,
         "trial_epochs": sum(t["epochs"] for t in trials),
@@ -166,61 +194,95 @@ def driver(tmp: Path) -> None:
         **{f"n_{s.name.lower()}": sum(t.state == s for t in study.trials)
            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
         "trials": trials,
-        "rss_per_trial": per_trial,
-        "rss_after_study": _rss_now(),
     }
-    (tmp / "result.json").write_text(json.dumps(result, default=str))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The parent: both variants, one JSON line.
 
-def growth(per_trial: list[dict], key: str) -> float | None:
-    if len(per_trial) < 2:
+def growth(by_number: dict[int, float]) -> float | None:
+    """(last trial's value - the 2nd trial's (Optuna number 1)) / the 2nd trial's; None without both."""
+    last = max(by_number, default=None)
+    if 1 not in by_number or last == 1:
         return None
-    ref, last = per_trial[1][key], per_trial[-1][key]
-    return round((last - ref) / ref, 4)
+    return round((by_number[last] - by_number[1]) / by_number[1], 4)
 
 
-def run_variant(variant: str, p: dict, sampler: str, cache_dir: str, keep: bool) -> dict:
+def memory(r: dict) -> dict:
+    """The driver's and the children's RSS, per trial in MB, and their growth from the 2nd trial to the last."""
+    drv = r.pop("driver_rss")
+    peak = {t["number"]: t["maxrss_kb"] / 1024 for t in drv}
+    current = {t["number"]: t["vmrss_kb"] / 1024 for t in drv}
+    child = {t["number"]: t["peak_rss_mb"] for t in r["trials"] if t["peak_rss_mb"] is not None}
+    return {
+        "driver_rss_growth_peak": growth(peak),
+        "driver_rss_growth_current": growth(current),
+        "child_rss_growth": growth(child),
+        "driver_peak_rss_mb_per_trial": [round(v, 1) for v in peak.values()],
+        "driver_rss_mb_per_trial": [round(v, 1) for v in current.values()],
+        "child_peak_rss_mb_per_trial": [t["peak_rss_mb"] and round(t["peak_rss_mb"], 1) for t in r["trials"]],
+        "trial_seconds": [t["seconds"] for t in drv],
+    }
+
+
+def run_variant(variant: str, p: dict, args, cache_dir: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"sweep_cost_{variant}_"))
     from omegaconf import OmegaConf
 
-    OmegaConf.save(OmegaConf.create(sweep_file(tmp, variant, p, sampler, cache_dir)), tmp / "sweep.yaml")
+    OmegaConf.save(OmegaConf.create(sweep_file(tmp, variant, p, args, cache_dir)), tmp / "sweep.yaml")
     log(f"{variant}: {p['n_trials']} trials x {p['epochs']} epochs in {tmp}")
     start = time.perf_counter()
-    # The child's stdout (trial lines, MLflow) goes to our stderr: only the JSON line reaches stdout.
+    # The driver's stdout (trial lines, MLflow) goes to our stderr: only the JSON line reaches stdout.
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--driver", str(tmp)], stdout=sys.stderr, cwd=tmp)
     process_wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{variant}: the sweep process exited with {proc.returncode} (files kept in {tmp})")
     r = json.loads((tmp / "result.json").read_text())
-    per_trial = r.pop("rss_per_trial")
-    r["process_wall_s"] = round(process_wall, 1)
-    r["peak_rss_mb_after_trial2"] = round(per_trial[1]["maxrss_kb"] / 1024, 1) if len(per_trial) > 1 else None
-    r["peak_rss_mb_after_last"] = round(per_trial[-1]["maxrss_kb"] / 1024, 1)
-    r["rss_growth_peak"] = growth(per_trial, "maxrss_kb")
-    r["rss_mb_after_trial2"] = round(per_trial[1]["vmrss_kb"] / 1024, 1) if len(per_trial) > 1 else None
-    r["rss_mb_after_last"] = round(per_trial[-1]["vmrss_kb"] / 1024, 1)
-    r["rss_growth_current"] = growth(per_trial, "vmrss_kb")
-    r["rss_mb_per_trial"] = [round(t["vmrss_kb"] / 1024, 1) for t in per_trial]
-    r["trial_seconds"] = [t["seconds"] for t in per_trial]
-    r["trials"] = [{k: t[k] for k in ("number", "state", "epochs", "last_reported_epoch", "value")} | {
-        "params": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in t["params"].items()}}
-        for t in r["trials"]]
-    if keep:
+    r.update(process_wall_s=round(process_wall, 1), **memory(r))
+    if args.keep:
         r["dir"] = str(tmp)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"{variant}: {r['trial_epochs']} trial-epochs, best {r['best_fid_best']}, {r['n_pruned']} pruned, "
-        f"{r['wall_s']} s, RSS growth peak {r['rss_growth_peak']} current {r['rss_growth_current']}")
+        f"{r['wall_s']} s, RSS growth driver peak {r['driver_rss_growth_peak']} current "
+        f"{r['driver_rss_growth_current']}, children {r['child_rss_growth']}")
     return r
+
+
+def under_10pct(*values) -> bool:
+    return all(v is not None and v < 0.10 for v in values)
+
+
+def compare(results: dict, p: dict, args) -> dict:
+    pruned, none = results[PRUNER], results["none"]
+    ratio = pruned["trial_epochs"] / none["trial_epochs"] if none["trial_epochs"] else None
+    both_best = pruned["best_fid_best"] is not None and none["best_fid_best"] is not None
+    return {
+        "benchmark": "sweep_cost",
+        "quick": args.quick,
+        "setup": {**p, "sampler": args.sampler, "sampler_seed": 0, "experiment": "tiny", "eval_every": 1,
+                  "pruner": {"name": PRUNER, "min_resource": args.min_resource,
+                             "reduction_factor": args.reduction_factor, "bootstrap_count": 0},
+                  "enqueued": len(ENQUEUE)},
+        PRUNER: pruned,
+        "none": none,
+        "trial_epochs_ratio": round(ratio, 3) if ratio is not None else None,
+        "wall_ratio": round(pruned["wall_s"] / none["wall_s"], 3),
+        "aim_epochs_ratio_at_most_0.4": ratio is not None and ratio <= 0.4,
+        "aim_best_no_worse": both_best and pruned["best_fid_best"] <= none["best_fid_best"],
+        "aim_driver_rss_growth_under_10pct": all(
+            under_10pct(r["driver_rss_growth_peak"], r["driver_rss_growth_current"]) for r in results.values()),
+        "aim_child_rss_growth_under_10pct": all(under_10pct(r["child_rss_growth"]) for r in results.values()),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="6 trials x 4 epochs on 512 images: about 5 minutes")
-    ap.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
+    ap.add_argument("--quick", action="store_true", help="6 trials x 4 epochs on 512 images")
+    ap.add_argument("--sampler", choices=("random", "tpe"), default="random")
+    ap.add_argument("--min-resource", type=int, default=1, help="asha: epochs every trial gets (default 1)")
+    ap.add_argument("--reduction-factor", type=int, default=3, help="asha: 1 in this many goes on at a rung (3)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (Optuna and MLflow stores, runs)")
     ap.add_argument("--driver", metavar="DIR", help=argparse.SUPPRESS)  # internal: run one study in DIR
     args = ap.parse_args()
@@ -230,26 +292,13 @@ def main() -> None:
 
     p = plan(args.quick)
     cache_dir = str(Path(os.environ.get("GANSTUDY_CACHE", "~/.cache/ganstudy")).expanduser())
-    results = {v: run_variant(v, p, args.sampler, cache_dir, args.keep) for v in VARIANTS}
-    med, none = results["median"], results["none"]
-    ratio = med["trial_epochs"] / none["trial_epochs"] if none["trial_epochs"] else None
-    both_best = med["best_fid_best"] is not None and none["best_fid_best"] is not None
-    out = {
-        "benchmark": "sweep_cost",
-        "quick": args.quick,
-        "setup": {**p, "sampler": args.sampler, "sampler_seed": 0,
-                  "pruner": {"n_startup_trials": 3, "n_warmup_steps": 2}, "experiment": "tiny", "eval_every": 1},
-        "median": med,
-        "none": none,
-        "trial_epochs_ratio": round(ratio, 3) if ratio is not None else None,
-        "wall_ratio": round(med["wall_s"] / none["wall_s"], 3),
-        "aim_half_epochs": ratio is not None and ratio < 0.5,
-        "aim_best_no_worse": both_best and med["best_fid_best"] <= none["best_fid_best"],
-        "aim_rss_growth_under_10pct": all(r["rss_growth_peak"] is not None and r["rss_growth_peak"] < 0.10
-                                          for r in results.values()),
-        "loadavg": os.getloadavg(),
-    }
-    print(json.dumps(out), flush=True)
+    warm = multiprocessing.get_context("spawn").Process(target=warm_feature_net, args=(base(p, cache_dir),))
+    warm.start()
+    warm.join()
+    if warm.exitcode != 0:
+        raise SystemExit(f"loading the feature network failed (exit code {warm.exitcode})")
+    results = {v: run_variant(v, p, args, cache_dir) for v in VARIANTS}
+    print(json.dumps(compare(results, p, args)), flush=True)
 
 
 if __name__ == "__main__":

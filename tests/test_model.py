@@ -65,3 +65,22 @@ def test_losses_are_the_articles_cross_entropy():
         d_loss, g_loss = gan_losses(real_logits, fake_logits, target)
         assert np.isclose(float(d_loss), bce(target, real_logits) + bce(0.0, fake_logits), rtol=1e-5)
         assert np.isclose(float(g_loss), bce(1.0, fake_logits), rtol=1e-5)
+
+
+def test_weight_average_follows_the_ema_recurrence():
+    """The EMA generator after each step equals a numpy EMA of G's weights with the warm-up decay."""
+    gan = DCGAN(make_generator(8, 0.25), make_discriminator(0.3, 0.25), 8, ema_decay=0.9)
+    opt = OmegaConf.create({"name": "adam", "beta1": 0.5, "beta2": 0.999})
+    gan.compile(d_optimizer=make_optimizer(opt, 1e-2), g_optimizer=make_optimizer(opt, 1e-2))
+    assert gan.sampler is gan.ema_generator
+    average = [w.copy() for w in gan.generator.get_weights()]
+    real = np.random.default_rng(1).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    for t in range(1, 4):
+        gan.train_step(real)
+        decay = min(0.9, (1 + t) / (10 + t))
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, gan.generator.get_weights())]
+        for ours, reference in zip(gan.ema_generator.get_weights(), average):
+            np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(gan.ema_generator.get_weights()[0], gan.generator.get_weights()[0])
+    plain = tiny_gan()
+    assert plain.ema_generator is None and plain.sampler is plain.generator

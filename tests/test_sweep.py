@@ -17,7 +17,7 @@ from ganstudy.config import ConfigError, compose
 
 def sweep_args(tmp_path, cache_dir, *extra):
     return ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db", f"out_dir={tmp_path}/trials",
-            f"base=[experiment=tiny,train.epochs=3,eval.detector=false,train.progress=none,"
+            f"base=[experiment=tiny,train.epochs=3,eval.detector=false,train.progress=none,train.checkpoints=latest,"
             f"eval.cache_dir={cache_dir},tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
             f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
 
@@ -80,15 +80,20 @@ def test_tiny_sweep_regression(tiny_study, cache_dir):
     assert parent.data.metrics["best_trial"] == study.best_trial.number
     assert {a.path for a in client.list_artifacts(parent_id)} >= {"trials.csv", "best.json", "report", "sweep.yaml"}
     assert "report/optimization_history.html" in {a.path for a in client.list_artifacts(parent_id, "report")}
-    # The first proposal is what a TPE sampler with seed 0 proposes, asked independently here.
-    reference = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2)).ask()
+    # Trial 0 is the enqueued warm start; trial 1 is what a fresh TPE sampler with seed 0 + 1 proposes.
+    assert trials[0].params == dict(sweep_spec.load("tiny").enqueue[0])
+    reference = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1, n_startup_trials=2)).ask()
     expected = {"optimizer": reference.suggest_categorical("optimizer", ["adam", "rmsprop"]),
                 "optimizer.lr_g": reference.suggest_float("optimizer.lr_g", 1e-4, 1e-3, log=True),
                 "optimizer.lr_d": reference.suggest_float("optimizer.lr_d", 1e-4, 1e-3, log=True)}
     if expected["optimizer"] == "adam":
         expected["optimizer.beta1"] = reference.suggest_float("optimizer.beta1", 0.3, 0.9)
     expected["model.dropout"] = reference.suggest_float("model.dropout", 0.0, 0.5)
-    assert trials[0].params == expected
+    assert trials[1].params == expected
+    # Each trial ran in a child process of its own, kept no checkpoint, and says what memory it took.
+    assert len({t.user_attrs["peak_rss_mb"] for t in trials}) == 4 and all(t.user_attrs["peak_rss_mb"] > 100 for t in trials)
+    assert all(client.get_run(t.user_attrs["mlflow_run_id"]).info.status == "FINISHED" for t in trials)
+    assert not list((tmp_path / "trials").glob("*/*/checkpoints"))
     # Rerunning a finished study adds nothing.
     again = start(tmp_path, sweep_args(tmp_path, cache_dir))
     again.communicate(timeout=300)
@@ -176,7 +181,12 @@ def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
     assert usage.returncode == 0 and "sweep files: default, tiny" in usage.stdout and "n_trials" in usage.stdout
 
 
-def test_confirm_compares_best_and_article_over_seeds(tiny_study, cache_dir, capsys):
+def confirm_runs(client, parent_id):
+    exp = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and tags.`ganstudy.role` = 'confirm'")
+
+
+def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, cache_dir, capsys):
     from ganstudy.confirm import confirm
 
     tmp_path = tiny_study
@@ -185,44 +195,85 @@ def test_confirm_compares_best_and_article_over_seeds(tiny_study, cache_dir, cap
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     summary = confirm(study, spec, parent_id)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_run(parent_id).info.experiment_id
-    runs = client.search_runs([exp], "tags.`ganstudy.role` = 'confirm'")
+    runs = confirm_runs(client, parent_id)
     assert sorted((r.data.tags["ganstudy.which"], r.data.tags["ganstudy.seed"]) for r in runs) == [
-        ("article", "1"), ("article", "2"), ("best", "1"), ("best", "2")]
-    for arm in ("best", "article"):
-        values = [r.data.metrics["objective"] for r in runs if r.data.tags["ganstudy.which"] == arm]
-        assert summary[arm]["mean"] == pytest.approx(sum(values) / 2)
-        assert summary[arm]["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+        ("article", "1"), ("article", "2"), ("best", "1"), ("best", "2"), ("tiny", "1"), ("tiny", "2")]
+    values = {arm: [r.data.metrics["objective"] for r in runs if r.data.tags["ganstudy.which"] == arm]
+              for arm in ("best", "tiny", "article")}
+    for arm, v in values.items():
+        assert summary[arm]["mean"] == pytest.approx(sum(v) / 2)
+        assert summary[arm]["std"] == pytest.approx(abs(v[0] - v[1]) / 2 ** 0.5)
+    from scipy.stats import ttest_ind
+
+    metrics = client.get_run(parent_id).data.metrics
+    for arm in ("tiny", "article"):
+        assert metrics[f"confirm_ratio_{arm}"] == pytest.approx(summary["best"]["mean"] / summary[arm]["mean"])
+        assert metrics[f"confirm_p_{arm}"] == pytest.approx(ttest_ind(values["best"], values[arm], equal_var=False).pvalue)
     best = next(r for r in runs if r.data.tags["ganstudy.which"] == "best")
     params = {("optimizer.name" if k == "optimizer" else k): str(v) for k, v in study.best_params.items()}
     assert all(best.data.params[k] == v for k, v in params.items())
     article = next(r for r in runs if r.data.tags["ganstudy.which"] == "article")
     assert (article.data.params["optimizer.lr_g"], article.data.params["optimizer.beta1"]) == ("0.0001", "0.9")
-    metrics = client.get_run(parent_id).data.metrics
-    assert metrics["confirm_ratio"] == pytest.approx(summary["best"]["mean"] / summary["article"]["mean"])
-    assert "confirm.png" in {a.path for a in client.list_artifacts(parent_id)}
-    assert "ratio best/article" in capsys.readouterr().out
+    assert {"confirm.png", "confirm.json"} <= {a.path for a in client.list_artifacts(parent_id)}
+    out = capsys.readouterr().out
+    assert "best vs tiny: ratio" in out and "best vs article: ratio" in out
+
     confirm(study, spec, parent_id)  # a rerun finds the finished runs and trains nothing
-    assert len(client.search_runs([exp], "tags.`ganstudy.role` = 'confirm'")) == 4
+    assert len(confirm_runs(client, parent_id)) == 6
+    changed = sweep_spec.load("tiny", sweep_args(tmp_path, cache_dir)[1:] + ["seeds=2", "baseline=[lr=3e-4]"])
+    confirm(study, changed, parent_id)  # a changed baseline: the article arm is trained again, nothing else
+    runs = confirm_runs(client, parent_id)
+    assert sorted(r.data.tags["ganstudy.which"] for r in runs).count("article") == 4 and len(runs) == 8
+    # The study continued to a new best: the best arm is trained again with the new settings.
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    lr = FloatDistribution(1e-4, 1e-3, log=True)
+    study.add_trial(optuna.trial.create_trial(
+        params={"optimizer": "rmsprop", "optimizer.lr_g": 5e-4, "optimizer.lr_d": 5e-4, "model.dropout": 0.1},
+        distributions={"optimizer": CategoricalDistribution(["adam", "rmsprop"]), "optimizer.lr_g": lr,
+                       "optimizer.lr_d": lr, "model.dropout": FloatDistribution(0.0, 0.5)}, value=0.0))
+    confirm(study, changed, parent_id)
+    runs = confirm_runs(client, parent_id)
+    assert len(runs) == 10
+    newest = [r for r in runs if r.data.tags["ganstudy.which"] == "best" and r.data.params["optimizer.name"] == "rmsprop"
+              and r.data.params["optimizer.lr_g"] == "0.0005"]
+    assert len(newest) == 2
 
 
-def test_diverging_trial_fails_cleanly_and_the_study_goes_on(tmp_path, cache_dir):
-    """An SGD learning rate of 1e30 turns the losses into NaN/inf: that trial is FAIL with its reason."""
-    from ganstudy.sweep import objective_fn
+def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path, cache_dir, monkeypatch):
+    """An SGD learning rate of 1e30 turns the losses NaN; a trial process killed by SIGSEGV dies: both trials
+    are FAIL with their reason, their MLflow runs end FAILED, and the next trial completes."""
+    import multiprocessing
+
+    from ganstudy import sweep
     from ganstudy.tracking import use_experiment
 
+    real_run = sweep.run_isolated
+
+    def segfault_the_second(overrides, on_eval, on_start, parent, tags, prestart_next):
+        def start_then_crash(run_id):
+            on_start(run_id)
+            if tags["ganstudy.trial"] == 1:
+                for child in multiprocessing.active_children():
+                    os.kill(child.pid, signal.SIGSEGV)
+        return real_run(overrides, on_eval, start_then_crash, parent, tags)  # no spare: one child to kill
+
+    monkeypatch.setattr(sweep, "run_isolated", segfault_the_second)
     args = sweep_args(tmp_path, cache_dir)[1:] + ["space={optimizer: {choices: [sgd, adam]}, "
-                                                  "optimizer.lr_g: {choices: [1.0e+30, 1.0e-4]}}"]
+                                                  "optimizer.lr_g: {choices: [1.0e+30, 1.0e-4]}}", "enqueue=[]"]
     spec = sweep_spec.load("tiny", args)
     use_experiment(compose(list(spec.base) + ["run_dir=x"]).tracking)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for lr in (1.0e30, 1.0e-4):
-        study.enqueue_trial({"optimizer": "sgd", "optimizer.lr_g": lr})
-    study.optimize(objective_fn(spec, parent_run_id=None), n_trials=2)
-    by_lr = {t.params["optimizer.lr_g"]: t for t in study.trials}
-    assert by_lr[1.0e30].state == TrialState.FAIL
-    assert by_lr[1.0e30].user_attrs["fail_reason"] == "losses or objective became NaN/inf"
-    assert by_lr[1.0e-4].state in (TrialState.COMPLETE, TrialState.PRUNED) and math.isfinite(by_lr[1.0e-4].value)
+    for optimizer, lr in (("sgd", 1.0e30), ("adam", 1.0e-4), ("sgd", 1.0e-4)):
+        study.enqueue_trial({"optimizer": optimizer, "optimizer.lr_g": lr})
+    study.optimize(sweep.objective_fn(spec, parent_run_id=None), n_trials=3)
+    diverged, crashed, fine = study.trials
+    assert [t.state for t in (diverged, crashed)] == [TrialState.FAIL, TrialState.FAIL]
+    assert "diverged at epoch 1, batch" in diverged.user_attrs["fail_reason"]
+    assert crashed.user_attrs["fail_reason"] == f"the run's process died (exit code {-signal.SIGSEGV})"
+    assert fine.state in (TrialState.COMPLETE, TrialState.PRUNED) and math.isfinite(fine.value)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    run = client.get_run(by_lr[1.0e30].user_attrs["mlflow_run_id"])
-    assert run.data.tags["ganstudy.diverged"] == "true" and run.data.tags["ganstudy.trial_state"] == "failed"
+    for trial in (diverged, crashed):
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FAILED" and run.data.tags["ganstudy.trial_state"] == "failed"
+    assert client.get_run(diverged.user_attrs["mlflow_run_id"]).data.tags["ganstudy.diverged"] == "true"

@@ -16,14 +16,16 @@ def artifact_paths(client, run_id, path=None):
 
 
 def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_path):
-    result = train(compose(tiny_overrides + ["train.epochs=2"]))
+    made = train(compose(tiny_overrides + ["train.epochs=2"]))
+    result = made.metrics
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("ganstudy").experiment_id])
+    assert made.run_id == run.info.run_id and made.run_dir == tmp_path / "run"
     assert client.get_experiment_by_name("ganstudy").tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.info.status == "FINISHED"
     p = run.data.params
     assert p["optimizer.lr_g"] == "0.0002" and p["train.batch_size"] == "32" and p["model.dropout"] == "0.3"
-    assert p["train.epochs"] == "2" and p["data.name"] == "mnist5k"
+    assert p["train.epochs"] == "2" and p["data.name"] == "mnist5k" and p["lr"] == "0.0002"
     for name in EPOCH_METRICS:
         history = client.get_metric_history(run.info.run_id, name)
         assert sorted(m.step for m in history) == [1, 2], name
@@ -43,7 +45,7 @@ EVAL_METRICS = ("fid", "kid", "mnist_score", "precision", "recall", "modes_cover
 
 
 def test_tiny_run_logs_quality_and_detection(tiny_overrides, store):
-    result = train(compose(tiny_overrides + ["train.epochs=3", "eval.every=2"]))
+    result = train(compose(tiny_overrides + ["train.epochs=3", "eval.every=2"])).metrics
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("ganstudy").experiment_id])
     for name in EVAL_METRICS:
@@ -63,8 +65,41 @@ def test_tiny_run_logs_quality_and_detection(tiny_overrides, store):
 
 
 def test_same_seed_repeats_the_first_epoch(tiny_overrides, tmp_path):
-    first = train(compose(tiny_overrides + [f"run_dir={tmp_path}/a"]))
-    second = train(compose(tiny_overrides + [f"run_dir={tmp_path}/b"]))
+    first = train(compose(tiny_overrides + [f"run_dir={tmp_path}/a"])).metrics
+    second = train(compose(tiny_overrides + [f"run_dir={tmp_path}/b"])).metrics
     assert (first["d_loss"], first["g_loss"]) == (second["d_loss"], second["g_loss"])
-    other_seed = train(compose(tiny_overrides + ["train.seed=7", f"run_dir={tmp_path}/c"]))
+    other_seed = train(compose(tiny_overrides + ["train.seed=7", f"run_dir={tmp_path}/c"])).metrics
     assert other_seed["d_loss"] != first["d_loss"]
+
+
+def test_params_are_the_values_that_ran(tiny_overrides, store):
+    """With the two rates set apart, the top-level lr (which neither optimizer got) is not logged."""
+    made = train(compose(tiny_overrides + ["optimizer.lr_g=3e-4", "optimizer.lr_d=1e-4"]))
+    params = MlflowClient(store).get_run(made.run_id).data.params
+    assert (params["optimizer.lr_g"], params["optimizer.lr_d"]) == ("0.0003", "0.0001") and "lr" not in params
+
+
+def test_latest_checkpoints_stay_local_and_go_when_the_run_ends(tiny_overrides, store, tmp_path):
+    made = train(compose(tiny_overrides + ["train.epochs=2", "train.checkpoints=latest"]))
+    files = set(artifact_paths(MlflowClient(store), made.run_id))
+    assert not [f for f in files if f.startswith("checkpoints/")]
+    assert {"models/generator.keras", "models/generator_best.keras", "samples/progress.gif"} <= files
+    assert not (tmp_path / "run" / "checkpoints").exists() and (tmp_path / "run" / "samples" / "epoch_0002.png").exists()
+
+
+def test_a_diverging_run_stops_in_its_first_epoch_and_fails(tmp_path, cache_dir):
+    """SGD at lr 1e6 turns the losses NaN within a few batches: one error line, exit 1, a FAILED run."""
+    from conftest import run_cli
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    done = run_cli("train", "experiment=tiny", "optimizer=sgd", "lr=1e6", "train.epochs=4", f"eval.cache_dir={cache_dir}",
+                   f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts", "train.progress=none",
+                   "eval.detector=false", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    assert "diverged at epoch 1, batch" in line and "NaN/inf" in line
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("ganstudy").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["ganstudy.diverged"] == "true"
+    assert run.data.tags["ganstudy.diverged_at"].startswith("epoch 1, batch ")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [1]  # no epoch after it

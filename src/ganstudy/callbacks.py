@@ -44,7 +44,6 @@ class MlflowMetrics(keras.callbacks.Callback):
         super().__init__()
         self.steps_per_epoch, self.every_steps, self.logged_until = steps_per_epoch, every_steps, logged_until
         self.epoch = 0
-        self.last = {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -55,13 +54,24 @@ class MlflowMetrics(keras.callbacks.Callback):
             mlflow.log_metrics({f"step/{k}": float(logs[k]) for k in METRICS}, step=step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.last = epoch_metrics(logs)
         if epoch + 1 > self.logged_until:
-            mlflow.log_metrics(self.last, step=epoch + 1)
+            mlflow.log_metrics(epoch_metrics(logs), step=epoch + 1)
 
-    def diverged(self) -> bool:
-        """Whether the last epoch this process trained ended with NaN/inf losses."""
-        return bool(self.last) and not finite_losses(self.last)
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop training at the first batch whose losses are NaN/inf (Keras's TerminateOnNaN reads only `loss`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.diverged_at = 0, None  # diverged_at: (epoch, batch), both from 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not finite_losses(logs):
+            self.diverged_at = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -78,11 +88,14 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 class Checkpointing(keras.callbacks.Callback):
-    """Save G, D, both optimizers, the epoch and the noise RNG every `every` epochs and at the end."""
+    """Save G, D, both optimizers, the epoch and the noise RNG every `every` epochs and at the end,
+    and upload each checkpoint to the MLflow run when `upload` (a resume on another machine needs it)."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, every: int, last_epoch: int):
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, every: int, last_epoch: int,
+                 upload: bool = True):
         super().__init__()
         self.manager, self.epoch_var, self.every, self.last_epoch = manager, epoch_var, every, last_epoch
+        self.upload = upload
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
@@ -90,6 +103,8 @@ class Checkpointing(keras.callbacks.Callback):
             return
         self.epoch_var.assign(done)
         prefix = self.manager.save(checkpoint_number=done)
+        if not self.upload:
+            return
         for f in Path(prefix).parent.glob(Path(prefix).name + ".*"):
             mlflow.log_artifact(str(f), "checkpoints")
         mlflow.log_artifact(str(Path(prefix).parent / "checkpoint"), "checkpoints")
@@ -116,7 +131,7 @@ class EpochSummary(keras.callbacks.Callback):
 class Evaluation(keras.callbacks.Callback):
     """Every `every` epochs and after the last: quality and D-detection metrics, and the best FID so far.
 
-    The generator with the best FID is kept as models/generator_best.keras (quality is not monotonic).
+    The sampling generator with the best FID is kept as models/generator_best.keras (quality is not monotonic).
     """
 
     def __init__(self, evaluator, gan, every: int, last_epoch: int, logged_until: int, best: tuple[float, int],
@@ -130,11 +145,11 @@ class Evaluation(keras.callbacks.Callback):
         done = epoch + 1
         if not due(done, self.every, self.last_epoch, logs):
             return
-        m = self.evaluator.evaluate(self.gan.generator, self.gan.discriminator, done)
+        m = self.evaluator.evaluate(self.gan.sampler, self.gan.discriminator, done)
         if m["fid"] < self.best_fid:
             self.best_fid, self.best_epoch = m["fid"], done
             self.best_path.parent.mkdir(parents=True, exist_ok=True)
-            self.gan.generator.save(self.best_path)
+            self.gan.sampler.save(self.best_path)
         m.update(fid_best=self.best_fid, fid_best_epoch=self.best_epoch)
         if done > self.logged_until:
             mlflow.log_metrics(m, step=done)

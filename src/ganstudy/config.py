@@ -15,6 +15,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DATASETS = ("mnist5k", "mnist")
 PROGRESS = ("auto", "bar", "line", "none")
+CHECKPOINTS = ("all", "latest")
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,8 @@ class TrainConfig:
     batch_size: int = 256
     seed: int = 42
     checkpoint_every: int = 5
+    checkpoints: str = "all"
+    ema_decay: float = 0.0
     label_smoothing: float = 0.0
     precision: str = "float32"
     device: Optional[str] = None
@@ -117,6 +120,8 @@ def validate(cfg: DictConfig) -> None:
     _check(t.epochs >= 1, "train.epochs", t.epochs, "an integer >= 1")
     _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "an integer >= 1")
+    _check(t.checkpoints in CHECKPOINTS, "train.checkpoints", t.checkpoints, "one of " + ", ".join(CHECKPOINTS))
+    _check(0 <= t.ema_decay < 1, "train.ema_decay", t.ema_decay, "in [0, 1) (0: no weight average)")
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", t.label_smoothing, "in [0, 1)")
     _check(t.precision in PRECISIONS, "train.precision", t.precision, "one of " + ", ".join(PRECISIONS))
     _check(t.log_every_steps >= 0, "train.log_every_steps", t.log_every_steps, "an integer >= 0")

@@ -1,7 +1,10 @@
-"""The study's answer: the best settings against the article's, each trained with several seeds at the
-same budget, as mean ± std of the objective, their ratio and a plot in the study's MLflow run."""
+"""The study's answer: the best settings against the base settings and the article's, each trained with
+several seeds at the same budget: mean ± std of the objective, ratios, Welch p-values and a plot in the
+study's MLflow run."""
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -12,64 +15,76 @@ from omegaconf import DictConfig
 
 from ganstudy.sweep import ROLE_TAG, STUDY_TAG
 
+ARM_TAG, SEED_TAG, OVERRIDES_TAG = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"
 
-def _finished_runs(client: MlflowClient, parent_run_id: str, study: str) -> dict[tuple[str, int], float]:
-    """(which, seed) -> objective of confirmation runs already done (a rerun does not train them again)."""
+
+def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
+    """Each arm's overrides: the best trial's settings first, then its opponents."""
+    best = list(spec.base) + [f"{k}={v}" for k, v in study.best_trial.params.items()]
+    return {"best": best, spec.base_name: list(spec.base), "article": list(spec.base) + list(spec.baseline)}
+
+
+def fingerprint(overrides: list[str]) -> str:
+    return hashlib.sha1(json.dumps(list(overrides)).encode()).hexdigest()[:12]
+
+
+def _finished_runs(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, str, int], float]:
+    """(arm, overrides fingerprint, seed) -> objective of this study run's finished confirmation runs."""
     exp = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([exp], f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'confirm' "
+    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{ROLE_TAG}` = 'confirm' "
                                      "and attributes.status = 'FINISHED'")
-    return {(r.data.tags["ganstudy.which"], int(r.data.tags["ganstudy.seed"])): r.data.metrics.get("objective")
+    return {(r.data.tags[ARM_TAG], r.data.tags.get(OVERRIDES_TAG), int(r.data.tags[SEED_TAG])): r.data.metrics["objective"]
             for r in runs if "objective" in r.data.metrics}
 
 
-def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[str, dict[str, float]]:
-    """Train best and article settings with seeds 1..spec.seeds; log and print the comparison."""
-    import keras
-    import mlflow
-
+def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[str, dict]:
+    """Train every arm with seeds 1..spec.seeds (reusing runs whose overrides and study run match); log and
+    print the comparison; return {arm: {mean, std, values}} and, per opponent, {ratio, p_value}."""
     from ganstudy.config import compose
     from ganstudy.tracking import use_experiment
-    from ganstudy.train import train
 
     use_experiment(compose(list(spec.base) + ["run_dir=unused"]).tracking)
-    best = study.best_trial
-    arms = {"best": list(spec.base) + [f"{k}={v}" for k, v in best.params.items()],
-            "article": list(spec.base) + list(spec.baseline)}
     client = MlflowClient()
-    done = _finished_runs(client, parent_run_id, spec.study_name)
-    values: dict[str, list[float]] = {arm: [] for arm in arms}
-    for arm, overrides in arms.items():
+    done = _finished_runs(client, parent_run_id)
+    values: dict[str, list[float]] = {}
+    for arm, overrides in arms(study, spec).items():
+        key = fingerprint(overrides)
+        values[arm] = []
         for seed in range(1, spec.seeds + 1):
-            if (arm, seed) not in done:
-                keras.backend.clear_session()
-                run_dir = Path(spec.out_dir) / spec.study_name / f"confirm_{arm}_seed{seed}"
-                print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
-                result = train(compose(overrides + [f"train.seed={seed}", f"run_dir={run_dir}",
-                                                    f"tracking.run_name=confirm_{arm}_seed{seed}"]),
-                               parent_run_id=parent_run_id,
-                               tags={STUDY_TAG: spec.study_name, ROLE_TAG: "confirm", "ganstudy.which": arm,
-                                     "ganstudy.seed": seed})
-                run_id = mlflow.last_active_run().info.run_id
-                client.log_metric(run_id, "objective", result[spec.objective])
-                done[(arm, seed)] = result[spec.objective]
-            values[arm].append(done[(arm, seed)])
-    summary = {arm: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
-               for arm, v in values.items()}
-    ratio = summary["best"]["mean"] / summary["article"]["mean"]
-    p_value = _welch_p(values["best"], values["article"])
-    for arm, s in summary.items():
-        client.log_metric(parent_run_id, f"confirm_{arm}_mean", s["mean"])
-        client.log_metric(parent_run_id, f"confirm_{arm}_std", s["std"])
-    client.log_metric(parent_run_id, "confirm_ratio", ratio)
-    if p_value is not None:
-        client.log_metric(parent_run_id, "confirm_p_value", p_value)
-    with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifact(parent_run_id, str(_plot(values, spec.objective, Path(tmp) / "confirm.png")))
-    _print_table(summary, values, ratio, p_value, spec)
+            found = done.get((arm, key, seed))
+            values[arm].append(found if found is not None else _train_arm(spec, parent_run_id, arm, overrides, key, seed))
+    summary = summarize(values)
+    _log(client, parent_run_id, summary, values, spec.objective)
+    print_table(summary, spec)
     return summary
 
 
-def _welch_p(a: list[float], b: list[float]) -> float | None:
+def _train_arm(spec: DictConfig, parent_run_id: str, arm: str, overrides: list[str], key: str, seed: int) -> float:
+    from ganstudy.runner import run_isolated
+
+    name = f"confirm_{arm}_seed{seed}"
+    print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
+    run_dir = Path(spec.out_dir) / spec.study_name / "confirm" / key / name
+    result = run_isolated(overrides + [f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"],
+                          parent_run_id=parent_run_id, prestart_next=True,
+                          tags={STUDY_TAG: spec.study_name, ROLE_TAG: "confirm", ARM_TAG: arm, SEED_TAG: seed,
+                                OVERRIDES_TAG: key})
+    value = result.metrics[spec.objective]
+    MlflowClient().log_metric(result.run_id, "objective", value)
+    return value
+
+
+def summarize(values: dict[str, list[float]]) -> dict[str, dict]:
+    """Mean and sample std per arm; the best arm's ratio and Welch p-value against each other arm."""
+    out = {arm: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                 "values": list(map(float, v))} for arm, v in values.items()}
+    for arm in list(values)[1:]:
+        out[arm]["ratio"] = out["best"]["mean"] / out[arm]["mean"]
+        out[arm]["p_value"] = welch_p(values["best"], values[arm])
+    return out
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided Welch t-test p-value of a difference in means (None with fewer than 2 seeds an arm)."""
     if min(len(a), len(b)) < 2:
         return None
@@ -78,13 +93,27 @@ def _welch_p(a: list[float], b: list[float]) -> float | None:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def _log(client: MlflowClient, parent_run_id: str, summary: dict, values: dict, objective: str) -> None:
+    for arm, s in summary.items():
+        client.log_metric(parent_run_id, f"confirm_{arm}_mean", s["mean"])
+        client.log_metric(parent_run_id, f"confirm_{arm}_std", s["std"])
+        if "ratio" in s:
+            client.log_metric(parent_run_id, f"confirm_ratio_{arm}", s["ratio"])
+        if s.get("p_value") is not None:
+            client.log_metric(parent_run_id, f"confirm_p_{arm}", s["p_value"])
+    with tempfile.TemporaryDirectory() as tmp:
+        client.log_artifact(parent_run_id, str(_plot(values, objective, Path(tmp) / "confirm.png")))
+        (Path(tmp) / "confirm.json").write_text(json.dumps(summary, indent=2))
+        client.log_artifact(parent_run_id, str(Path(tmp) / "confirm.json"))
+
+
 def _plot(values: dict[str, list[float]], objective: str, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for i, (arm, v) in enumerate(values.items()):
         ax.errorbar(i, np.mean(v), yerr=np.std(v, ddof=1) if len(v) > 1 else 0, fmt="o", capsize=8, markersize=8)
         ax.scatter(np.full(len(v), i + 0.12), v, color="grey", s=14, label="one seed" if i == 0 else None)
@@ -98,11 +127,14 @@ def _plot(values: dict[str, list[float]], objective: str, out: Path) -> Path:
     return out
 
 
-def _print_table(summary, values, ratio, p_value, spec) -> None:
-    print(f"\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6}")
+def print_table(summary: dict, spec: DictConfig) -> None:
+    print(f"\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} {'best/this':>10} {'Welch p':>9}")
     for arm, s in summary.items():
-        print(f"{arm:<10} {s['mean']:>16.4g} {s['std']:>10.3g} {len(values[arm]):>6}")
-    better = ratio < 1 if spec.direction == "minimize" else ratio > 1
-    evidence = "" if p_value is None else f", Welch t-test p = {p_value:.3g}"
-    print(f"ratio best/article: {ratio:.3f} ({'better' if better else 'not better'} for a {spec.direction}d "
-          f"objective{evidence})")
+        ratio = f"{s['ratio']:.3f}" if "ratio" in s else ""
+        p = f"{s['p_value']:.3g}" if s.get("p_value") is not None else ""
+        print(f"{arm:<10} {s['mean']:>16.4g} {s['std']:>10.3g} {len(s['values']):>6} {ratio:>10} {p:>9}")
+    for arm, s in list(summary.items())[1:]:
+        better = s["ratio"] < 1 if spec.direction == "minimize" else s["ratio"] > 1
+        evidence = "" if s.get("p_value") is None else f", Welch t-test p = {s['p_value']:.3g}"
+        print(f"best vs {arm}: ratio {s['ratio']:.3f} ({'better' if better else 'not better'} for a "
+              f"{spec.direction}d objective{evidence})")

@@ -71,17 +71,30 @@ class DCGAN(keras.Model):
     """G and D trained against each other with binary cross-entropy on D's logits (the article's losses).
 
     Metrics per step: d_loss, g_loss, d_real = mean sigmoid D(x), d_fake = mean sigmoid D(G(z)).
+    With `ema_decay` > 0 a second generator holds an exponential moving average of G's weights, updated
+    after every step (Yazici et al. 2019); it is the one that samples and is evaluated (`sampler`).
+    Keras optimizers' own `use_ema` cannot serve here: it swaps the averages in only when fit() ends.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, noise_dim: int,
-                 label_smoothing: float = 0.0, seed: int = 0, **kwargs):
+                 label_smoothing: float = 0.0, seed: int = 0, ema_decay: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.noise_dim = noise_dim
         self.real_target = 1.0 - label_smoothing
         self.noise_seed = keras.random.SeedGenerator(seed)
+        self.ema_decay = ema_decay
+        self.ema_generator = None
+        if ema_decay > 0:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator that makes the run's images: the weight average when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -100,6 +113,15 @@ class DCGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
+    def _update_average(self) -> None:
+        """One EMA step over all of G's weights (BN statistics too). The decay warms up as
+        min(decay, (1 + t) / (10 + t)), as tf.train.ExponentialMovingAverage does with num_updates, so
+        that early evaluations do not see the initial weights."""
+        t = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(weight, average.dtype))
+
     def train_step(self, real_images):
         batch = tf.shape(real_images)[0]
         noise = keras.random.normal((batch, self.noise_dim), seed=self.noise_seed)
@@ -112,8 +134,21 @@ class DCGAN(keras.Model):
         g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
+        if self.ema_generator is not None:
+            self._update_average()
         values = {"d_loss": d_loss, "g_loss": g_loss,
                   "d_real": tf.reduce_mean(tf.sigmoid(real_logits)), "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: t.result() for name, t in self.trackers.items()}
+
+
+def build_gan(cfg) -> DCGAN:
+    """The configured DCGAN, compiled, with optimizer slots built (so that a checkpoint can restore them)."""
+    t, m = cfg.train, cfg.model
+    gan = DCGAN(make_generator(m.noise_dim, m.width, t.precision), make_discriminator(m.dropout, m.width, t.precision),
+                m.noise_dim, t.label_smoothing, seed=t.seed, ema_decay=t.ema_decay)
+    gan.compile(d_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_d, t.precision),
+                g_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_g, t.precision))
+    gan.build_optimizers()
+    return gan

@@ -7,7 +7,6 @@ so rerunning the same command continues it, and several workers on one storage s
 """
 from __future__ import annotations
 
-import gc
 import math
 import signal
 import sys
@@ -22,7 +21,9 @@ from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
+from ganstudy.runner import RunFailed, run_isolated
 from ganstudy.tracking import sqlite_init_lock
+from ganstudy.train import Diverged
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 _interrupted = threading.Event()
@@ -37,6 +38,8 @@ def _on_sigint(signum, frame):
 def _stop_if_interrupted() -> None:
     if _interrupted.is_set():
         raise KeyboardInterrupt
+
+
 STUDY_TAG, ROLE_TAG = "ganstudy.study", "ganstudy.role"
 
 
@@ -75,6 +78,9 @@ def make_sampler(spec: DictConfig, n_existing: int) -> optuna.samplers.BaseSampl
 
 def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
     p = spec.pruner
+    if p.name == "asha":  # successive halving: the best 1/reduction_factor go on at each rung
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor,
+                                                      bootstrap_count=p.bootstrap_count)
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
     if p.name == "hyperband":
@@ -84,17 +90,9 @@ def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def objective_fn(spec: DictConfig, parent_run_id: str):
-    """The Optuna objective: one training run nested under the study's MLflow run."""
+    """The Optuna objective: one training run, in a child process, nested under the study's MLflow run."""
 
     def objective(trial: optuna.Trial) -> float:
-        import keras
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        from ganstudy.train import train
-
-        keras.backend.clear_session()  # memory must not grow from trial to trial
-        gc.collect()
         overrides = list(spec.base) + sweep_spec.suggest(trial, spec.space) + [
             f"run_dir={Path(spec.out_dir) / spec.study_name / f'trial_{trial.number:04d}'}",
             f"tracking.run_name=trial_{trial.number}"]
@@ -109,29 +107,45 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
                 pruned = trial.should_prune()
             return pruned
 
+        def on_start(run_id: str) -> None:
+            trial.set_user_attr("mlflow_run_id", run_id)
+
         tags = {STUDY_TAG: spec.study_name, ROLE_TAG: "trial", "ganstudy.trial": trial.number}
         try:
-            result = train(compose(overrides), on_eval=on_eval, parent_run_id=parent_run_id, tags=tags)
-        except Exception as err:  # one broken trial must not end the study
-            if _interrupted.is_set():  # Ctrl-C inside a TF op arrives wrapped in a RuntimeError
-                raise KeyboardInterrupt from err
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            print(f"trial {trial.number} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-            return float("nan")
+            result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags, prestart_next=True)
+        except (Diverged, RunFailed, ConfigError) as err:  # one broken trial must not end the study
+            return _failed(trial, str(err))
         _stop_if_interrupted()
-        run_id = mlflow.last_active_run().info.run_id
-        trial.set_user_attr("mlflow_run_id", run_id)
-        value = result.get(spec.objective, float("nan"))
-        if not (math.isfinite(result["d_loss"]) and math.isfinite(result["g_loss"]) and math.isfinite(value)):
-            trial.set_user_attr("fail_reason", "losses or objective became NaN/inf")
-            MlflowClient().set_tag(run_id, "ganstudy.trial_state", "failed")
-            return float("nan")  # Optuna records the trial as FAIL and the study goes on
-        MlflowClient().set_tag(run_id, "ganstudy.trial_state", "pruned" if pruned else "complete")
+        value = result.metrics.get(spec.objective, float("nan"))
+        if not math.isfinite(value):
+            return _failed(trial, f"{spec.objective} is {value}")
+        trial.set_user_attr("peak_rss_mb", result.metrics.get("peak_rss_mb"))
+        _tag_run(trial, "pruned" if pruned else "complete")
         if pruned:
             raise optuna.TrialPruned(f"pruned at {spec.objective}={value:.4g}")
         return value
 
     return objective
+
+
+def _failed(trial: optuna.Trial, reason: str) -> float:
+    """Record why a trial failed, end its MLflow run if its process could not, and let the study go on."""
+    trial.set_user_attr("fail_reason", reason)
+    print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
+    _tag_run(trial, "failed")
+    return float("nan")  # Optuna records the trial as FAIL
+
+
+def _tag_run(trial: optuna.Trial, state: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id is None:  # the run never started (a setting the data refused)
+        return
+    client = MlflowClient()
+    client.set_tag(run_id, "ganstudy.trial_state", state)
+    if client.get_run(run_id).info.status == "RUNNING":  # its process died before ending it
+        client.set_terminated(run_id, "FAILED")
 
 
 def run_study(spec: DictConfig) -> optuna.Study:
@@ -155,7 +169,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
         if (done := counted_trials(study)) < spec.n_trials or queued:
             study.sampler = make_sampler(spec, len(trials))
             print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
-            study.optimize(objective, n_trials=1, gc_after_trial=True)
+            study.optimize(objective, n_trials=1)
             report.update_parent(study, spec, parent)
         elif any(t.state == TrialState.RUNNING for t in trials):
             if not waiting_said:  # other workers' trials, or a dead worker's until its heartbeat runs out
@@ -176,8 +190,11 @@ def _open_study(spec: DictConfig, url: str, attempts: int = 5):
     for attempt in range(attempts):
         try:
             storage = make_storage(url, spec.heartbeat)
-            return storage, optuna.create_study(study_name=spec.study_name, storage=storage,
-                                                direction=spec.direction, load_if_exists=True)
+            study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
+                                        load_if_exists=True)
+            for params in spec.enqueue:  # a warm start: known settings first, so the study ends no worse
+                study.enqueue_trial(dict(params), skip_if_exists=True)
+            return storage, study
         except SQLAlchemyError:
             if attempt == attempts - 1:
                 raise
@@ -209,16 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
     try:
         study = run_study(spec)
+        from ganstudy import report
+
+        report.print_summary(study, spec)
+        if spec.confirm:
+            from ganstudy.confirm import confirm
+
+            confirm(study, spec, study.user_attrs[report.PARENT_ATTR])
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
         sys.exit(130)
-    from ganstudy import report
-
-    report.print_summary(study, spec)
-    if spec.confirm:
-        from ganstudy.confirm import confirm
-
-        confirm(study, spec, study.user_attrs[report.PARENT_ATTR])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ganstudy.config import ConfigError, compose, group_options, validate
 
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("asha", "median", "hyperband", "none")
 PARAM_KEYS = {"low", "high", "log", "step", "choices", "when"}
 # Metrics train() returns that a study can optimise (all but detector_auc are reported at every evaluation).
 OBJECTIVES = ("fid_best", "fid", "kid", "mnist_score", "precision", "recall", "class_kl", "d_auc", "d_ap",
@@ -31,8 +31,9 @@ class PrunerSpec:
     name: str = "median"
     n_startup_trials: int = 4    # median: trials finished before any pruning
     n_warmup_steps: int = 4      # median: epochs before a trial can be pruned
-    min_resource: int = 2        # hyperband: epochs every trial gets
-    reduction_factor: int = 3    # hyperband
+    min_resource: int = 2        # asha, hyperband: epochs every trial gets
+    reduction_factor: int = 3    # asha, hyperband: 1 in this many trials goes on at each rung
+    bootstrap_count: int = 0     # asha: trials a rung needs before it promotes any
 
 
 @dataclass
@@ -48,7 +49,9 @@ class SweepSpec:
     base: list = field(default_factory=list)        # overrides every trial starts from
     baseline: list = field(default_factory=list)    # overrides that make the base the article's settings
     space: dict = field(default_factory=dict)       # override key -> {low, high, log, step} or {choices}
-    confirm: bool = False                # after the study: best vs baseline with `seeds` seeds each
+    enqueue: list = field(default_factory=list)     # settings ({space key: value}) tried first: a warm start
+    confirm: bool = False                # after the study: best vs base and baseline, `seeds` seeds each
+    base_name: str = "base"              # what the confirm table calls the base settings
     seeds: int = 3
     out_dir: str = "outputs/sweeps"      # trial run folders: OUT_DIR/STUDY/trial_NNNN
 
@@ -104,6 +107,23 @@ def check(spec: DictConfig, name: str) -> None:
     groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
     for key, param in spec.space.items():
         _check_param(name, key, param, base, groups, spec.space, list(spec.base))
+    for i, params in enumerate(spec.enqueue):
+        _check_enqueued(name, f"enqueue[{i}]", params, spec.space)
+
+
+def _check_enqueued(name: str, where: str, params: Any, space: DictConfig) -> None:
+    """An enqueued trial names space keys only, with values the space could have proposed."""
+    if not OmegaConf.is_dict(params):
+        _fail(name, f"{where}: give {{space key: value, ...}}")
+    for key, value in params.items():
+        if key not in space:
+            _fail(name, f"{where}.{key}: not a key of space")
+        p = space[key]
+        ok = value in p.choices if "choices" in p else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high)
+        if not ok:
+            allowed = list(p.choices) if "choices" in p else f"[{p.low}, {p.high}]"
+            _fail(name, f"{where}.{key}={value}: must be in {allowed}")
 
 
 def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set, space: DictConfig,

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -16,27 +18,49 @@ RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tra
 
 # Called after every evaluation with (epoch, metrics); returning True stops training after this epoch.
 OnEval = Callable[[int, dict], bool]
+# Called with the MLflow run id as soon as the run exists.
+OnStart = Callable[[str], None]
 
 
-def _check_same_config(run_id: str, params: dict) -> None:
-    from ganstudy.tracking import logged_params
+class Diverged(RuntimeError):
+    """The losses stopped being finite: training stopped at that batch and the MLflow run ended FAILED."""
 
-    for key, old in logged_params(run_id).items():
-        if key.startswith(RESUMABLE_CHANGES) or key not in params:
-            continue
-        if str(params[key]) != old:
-            raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
+
+@dataclass
+class RunResult:
+    """What train() made: the MLflow run, its folder, and its final metrics (fid_best, detector_auc, ...)."""
+    run_id: str
+    run_dir: Path
+    metrics: dict
+
+
+@dataclass
+class _Data:
+    splits: object
+    train_images: object
+    steps: int
 
 
 def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Optional[str] = None,
-          tags: Optional[dict] = None) -> dict[str, float]:
+          tags: Optional[dict] = None, on_start: Optional[OnStart] = None) -> RunResult:
     """Train the configured GAN into one MLflow run (new, or the one `cfg.resume` names).
 
-    Returns the run's final metrics, the best FID (`fid_best`, `fid_best_epoch`) and `detector_auc`.
-    `on_eval(epoch, metrics)` is called after every evaluation (a sweep reports and prunes there).
+    `on_eval(epoch, metrics)` is called after every evaluation (a sweep reports and prunes there),
+    `on_start(run_id)` once the MLflow run exists.
     A new run is nested under `parent_run_id` (or the active run) and carries `tags`.
+    Raises ConfigError for settings that cannot work (before any run exists) and Diverged.
     """
     validate(cfg)
+    data = _load_data(cfg)
+    from ganstudy import tracking
+
+    tracking.use_experiment(cfg.tracking)
+    params = _params(cfg)
+    run_id, run_dir = _resume_target(cfg, params)
+    return _fit(cfg, data, run_id, run_dir.resolve(), params, (on_start, on_eval), parent_run_id, tags)
+
+
+def _load_data(cfg: DictConfig) -> _Data:
     from ganstudy.data import load_mnist, steps_per_epoch
 
     splits = load_mnist(cfg.data)
@@ -48,100 +72,155 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
     if cfg.eval.n_samples > len(splits.test_x):
         raise ConfigError(f"eval.n_samples={cfg.eval.n_samples}: must be at most the {len(splits.test_x)} "
                           "held-out images (data.holdout)")
+    return _Data(splits, train_images, steps)
 
+
+def _params(cfg: DictConfig) -> dict:
+    """The values that ran: the top-level `lr` only when it is what both optimizers got."""
+    params = flatten(cfg)
+    if not cfg.optimizer.lr_g == cfg.optimizer.lr_d == cfg.lr:
+        params.pop("lr")
+    return params
+
+
+def _resume_target(cfg: DictConfig, params: dict) -> tuple[Optional[str], Path]:
+    """(run id to continue or None, run folder); another machine's run brings its files from the store."""
     from ganstudy import tracking
 
-    tracking.use_experiment(cfg.tracking)
-    params = flatten(cfg)
-    run_id, run_dir = None, Path(cfg.run_dir)
-    if cfg.resume:
-        run_id, found_dir = tracking.find_run(cfg.resume)
-        _check_same_config(run_id, params)
-        if found_dir is None:  # another machine: bring the checkpoints, grids and best G from the tracking store
-            for folder in ("checkpoints", "samples", "models"):
-                tracking.download_dir(run_id, folder, run_dir)
-        else:
-            run_dir = found_dir
-    return _fit(cfg, splits, train_images, steps, run_id, run_dir.resolve(), params, on_eval, parent_run_id, tags)
+    run_dir = Path(cfg.run_dir)
+    if not cfg.resume:
+        return None, run_dir
+    run_id, found_dir = tracking.find_run(cfg.resume)
+    for key, old in tracking.logged_params(run_id).items():
+        if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
+            raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
+    if found_dir is not None:
+        return run_id, found_dir
+    for folder in ("checkpoints", "samples", "models"):
+        tracking.download_dir(run_id, folder, run_dir)
+    return run_id, run_dir
 
 
-def _fit(cfg, splits, train_images, steps, run_id, run_dir: Path, params, on_eval, parent_run_id, tags):
-    import keras
-    import mlflow
-    import numpy as np
+def _restore(gan, cfg: DictConfig, run_dir: Path, resuming: bool):
+    """The checkpoint manager and epoch counter, restored from the run's latest checkpoint when resuming."""
     import tensorflow as tf
 
-    from ganstudy import callbacks as cb
-    from ganstudy import tracking
-    from ganstudy.classifier import feature_net
-    from ganstudy.data import training_dataset
-    from ganstudy.evaluate import Evaluator
-    from ganstudy.model import DCGAN, make_discriminator, make_generator, make_optimizer
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    nets = {"generator": gan.generator, "discriminator": gan.discriminator}
+    if gan.ema_generator is not None:
+        nets["generator_ema"] = gan.ema_generator
+    ckpt = tf.train.Checkpoint(**nets, generator_optimizer=gan.g_optimizer, discriminator_optimizer=gan.d_optimizer,
+                               noise_seed=gan.noise_seed.state, epoch=epoch_var)
+    keep = None if cfg.train.checkpoints == "all" else 1
+    manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=keep)
+    if resuming and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    return manager, epoch_var
 
-    t, m = cfg.train, cfg.model
-    net = feature_net(splits, cfg.eval.cache_dir)
-    evaluator = Evaluator(net, splits, cfg.eval.n_samples, seed=t.seed)
+
+def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, tags) -> RunResult:
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    from ganstudy.classifier import feature_net
+    from ganstudy.evaluate import Evaluator
+    from ganstudy.model import build_gan
+
+    t = cfg.train
+    net = feature_net(data.splits, cfg.eval.cache_dir)
+    evaluator = Evaluator(net, data.splits, cfg.eval.n_samples, seed=t.seed)
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
-    device = tf.device(t.device) if t.device else contextlib.nullcontext()
-    with device:
-        gan = DCGAN(make_generator(m.noise_dim, m.width, t.precision), make_discriminator(m.dropout, m.width, t.precision),
-                    m.noise_dim, t.label_smoothing, seed=t.seed)
-        gan.compile(d_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_d, t.precision),
-                    g_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_g, t.precision))
-        gan.build_optimizers()
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        ckpt = tf.train.Checkpoint(generator=gan.generator, discriminator=gan.discriminator,
-                                   generator_optimizer=gan.g_optimizer, discriminator_optimizer=gan.d_optimizer,
-                                   noise_seed=gan.noise_seed.state, epoch=epoch_var)
-        manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=None)
-        if run_id and manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        first_epoch = int(epoch_var.numpy())
-        logged_until = tracking.last_logged_epoch(run_id) if run_id else 0
-        best = tracking.best_value(run_id, "fid", until_step=first_epoch) if run_id else (float("inf"), 0)
-        fixed_noise = np.random.default_rng(t.seed).standard_normal((16, m.noise_dim)).astype(np.float32)
+    with tf.device(t.device) if t.device else contextlib.nullcontext():
+        gan = build_gan(cfg)
+        manager, epoch_var = _restore(gan, cfg, run_dir, resuming=run_id is not None)
         run_dir.mkdir(parents=True, exist_ok=True)
-
-        nested = mlflow.active_run() is not None
-        with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=nested,
+        with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=mlflow.active_run() is not None,
                               parent_run_id=None if run_id else parent_run_id) as run:
-            (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
-            mlflow.set_tag(tracking.RUN_DIR_TAG, str(run_dir))
-            if run_id is None:
-                mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(train_images),
-                                 "ganstudy.classifier": net.key, **(tags or {})})
-                mlflow.log_params(params)
-                mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-                mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
-            else:
-                mlflow.set_tag("ganstudy.resumed_from_epoch", first_epoch)
-            print(f"run {run.info.run_id}: epochs {first_epoch + 1}..{t.epochs}, {steps} steps of "
-                  f"{t.batch_size} per epoch, files in {run_dir}", flush=True)
-            quiet = t.progress == "none"
-            evaluation = cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, logged_until, best,
-                                       run_dir / "models" / "generator_best.keras", on_eval, quiet)
-            metrics_cb = cb.MlflowMetrics(steps, t.log_every_steps, logged_until)
-            callbacks = [keras.callbacks.TerminateOnNaN(), metrics_cb,
-                         cb.SampleGrid(gan.generator, fixed_noise, run_dir / "samples"), evaluation,
-                         cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs)]
-            if not quiet:
-                callbacks.append(cb.EpochSummary(t.epochs))
-            bar = t.progress == "bar" or (t.progress == "auto" and sys.stdout.isatty())
-            if first_epoch < t.epochs:
-                data = training_dataset(train_images, t.batch_size, t.seed, first_epoch, t.epochs)
-                gan.fit(data, epochs=t.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                        callbacks=callbacks, verbose=1 if bar else 0, shuffle=False)
-            if metrics_cb.diverged():
-                mlflow.set_tag("ganstudy.diverged", "true")
-                print("stopped: the losses are no longer finite (NaN/inf)", file=sys.stderr, flush=True)
-            elif cfg.eval.detector:
-                _fit_detector(gan.generator, train_images, evaluator, cfg.eval.detector_epochs, t.seed, run_dir)
-            _log_outputs(run.info.run_id, gan, run_dir)
-            final = {k: v for k, v in tracking.last_values(run.info.run_id).items() if "/" not in k}
-        _print_where(run.info.run_id, run_dir, cfg.tracking.uri)
-    return final
+            on_start, on_eval = hooks
+            if on_start:
+                on_start(run.info.run_id)
+            _start_logging(cfg, run, run_id, run_dir, data, net, evaluator, params, tags, int(epoch_var.numpy()))
+            stopper = _train_epochs(cfg, gan, data, run.info.run_id, run_dir, manager, epoch_var, evaluator, on_eval)
+            _finish(cfg, gan, data, evaluator, run.info.run_id, run_dir, stopper)
+            final = _final_metrics(run.info.run_id)
+    _print_where(run.info.run_id, run_dir, cfg.tracking.uri)
+    return RunResult(run.info.run_id, run_dir, final)
+
+
+def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator, params, tags, first_epoch) -> None:
+    """A new run gets its params, config, tags and the real-image floor; a resumed one a resume tag."""
+    import mlflow
+
+    from ganstudy import tracking
+
+    (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
+    mlflow.set_tag(tracking.RUN_DIR_TAG, str(run_dir))
+    if run_id is None:
+        mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(data.train_images),
+                         "ganstudy.classifier": net.key, **(tags or {})})
+        mlflow.log_params(params)
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
+    else:
+        mlflow.set_tag("ganstudy.resumed_from_epoch", first_epoch)
+    print(f"run {run.info.run_id}: epochs {first_epoch + 1}..{cfg.train.epochs}, {data.steps} steps of "
+          f"{cfg.train.batch_size} per epoch, files in {run_dir}", flush=True)
+
+
+def _train_epochs(cfg, gan, data: _Data, run_id, run_dir: Path, manager, epoch_var, evaluator, on_eval):
+    """fit() from the restored epoch to train.epochs with the run's callbacks; returns the divergence check."""
+    import numpy as np
+
+    from ganstudy import callbacks as cb
+    from ganstudy import tracking
+    from ganstudy.data import training_dataset
+
+    t = cfg.train
+    first_epoch = int(epoch_var.numpy())
+    logged_until = tracking.last_logged_epoch(run_id)  # > 0 only when resuming
+    best = tracking.best_value(run_id, "fid", until_step=first_epoch)
+    fixed_noise = np.random.default_rng(t.seed).standard_normal((16, cfg.model.noise_dim)).astype(np.float32)
+    quiet = t.progress == "none"
+    stopper = cb.StopOnDivergence()
+    callbacks = [stopper, cb.MlflowMetrics(data.steps, t.log_every_steps, logged_until),
+                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples"),
+                 cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, logged_until, best,
+                               run_dir / "models" / "generator_best.keras", on_eval, quiet),
+                 cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs, upload=t.checkpoints == "all")]
+    if not quiet:
+        callbacks.append(cb.EpochSummary(t.epochs))
+    bar = t.progress == "bar" or (t.progress == "auto" and sys.stdout.isatty())
+    if first_epoch < t.epochs:
+        batches = training_dataset(data.train_images, t.batch_size, t.seed, first_epoch, t.epochs)
+        gan.fit(batches, epochs=t.epochs, initial_epoch=first_epoch, steps_per_epoch=data.steps,
+                callbacks=callbacks, verbose=1 if bar else 0, shuffle=False)
+    return stopper
+
+
+def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stopper) -> None:
+    """After the last epoch: the detector, the pictures and models; a diverged run is tagged and raises."""
+    import mlflow
+
+    if stopper.diverged_at is None and cfg.eval.detector:
+        _fit_detector(gan.sampler, data.train_images, evaluator, cfg.eval.detector_epochs, cfg.train.seed, run_dir)
+    _log_outputs(run_id, gan, run_dir)
+    if cfg.train.checkpoints == "latest":  # only a resume of a running run needed it
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if stopper.diverged_at is not None:
+        epoch, batch = stopper.diverged_at
+        mlflow.set_tag("ganstudy.diverged", "true")
+        mlflow.set_tag("ganstudy.diverged_at", f"epoch {epoch}, batch {batch}")
+        raise Diverged(f"run {run_id} diverged at epoch {epoch}, batch {batch}: the losses are no longer finite "
+                       "(NaN/inf); try a lower learning rate")
+
+
+def _final_metrics(run_id: str) -> dict:
+    from ganstudy.tracking import last_values
+
+    return {k: v for k, v in last_values(run_id).items() if "/" not in k}
 
 
 def _fit_detector(generator, train_images, evaluator, epochs: int, seed: int, run_dir: Path) -> None:
@@ -158,20 +237,21 @@ def _fit_detector(generator, train_images, evaluator, epochs: int, seed: int, ru
 
 
 def _log_outputs(run_id, gan, run_dir: Path) -> None:
-    """The end of a run: the progression GIF, the D-output plot and the final G and D in Keras format."""
+    """The end of a run: the progression GIF, the D-output plot and the final G (the sampler) and D."""
     import mlflow
 
     from ganstudy.images import make_gif, plot_d_outputs
     from ganstudy.tracking import metric_series
 
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
-    mlflow.log_artifact(str(make_gif(frames, run_dir / "samples" / "progress.gif")), "samples")
+    if frames:
+        mlflow.log_artifact(str(make_gif(frames, run_dir / "samples" / "progress.gif")), "samples")
     plot = plot_d_outputs(metric_series(run_id, "d_real"), metric_series(run_id, "d_fake"), run_dir / "d_outputs.png")
     mlflow.log_artifact(str(plot))
     models = run_dir / "models"
     models.mkdir(exist_ok=True)
-    for net in (gan.generator, gan.discriminator):
-        net.save(models / f"{net.name}.keras")
+    gan.sampler.save(models / "generator.keras")
+    gan.discriminator.save(models / "discriminator.keras")
     mlflow.log_artifacts(str(models), "models")
 
 
@@ -183,7 +263,11 @@ def _print_where(run_id: str, run_dir: Path, uri: str) -> None:
 @hydra.main(version_base=None, config_path="pkg://ganstudy.conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     with exit_on_config_error():
-        train(cfg)
+        try:
+            train(cfg)
+        except Diverged as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
 
 
 def main() -> None:
