@@ -1,0 +1,102 @@
+"""The figures of docs/study.md, read from a finished study: one JSON summary on stdout, pictures in --out.
+
+    python docs/study_figures.py [--study ganstudy-default] [--storage sqlite:///mlruns/optuna.db]
+                                 [--tracking-uri sqlite:///mlruns/mlflow.db] [--out docs/study] [--epoch 20]
+
+Writes the confirm arms' sample grids at one epoch side by side (seed 1 of each arm), the confirm plot and
+Optuna's plots (PNG, from the study's MLflow parent run), and prints the study's wall time (first trial
+start to last trial end), trial counts, best trial, parameter importances and the confirm table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
+    """Seed 1's grid of each confirm arm at `epoch`, side by side with the arm's name; returns the arms."""
+    import imageio.v3 as iio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow.artifacts import download_artifacts
+
+    exp = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and tags.`ganstudy.role` = 'confirm' "
+                                     "and tags.`ganstudy.seed` = '1' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"])
+    latest = {}
+    for r in runs:  # the newest run of each arm: an arm trained again after a change replaces the old one
+        latest.setdefault(r.data.tags["ganstudy.which"], r)
+    arms = [a for a in ("best", *sorted(set(latest) - {"best", "article"}), "article") if a in latest]
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.6))
+    with tempfile.TemporaryDirectory() as tmp:
+        for ax, arm in zip(np.atleast_1d(axes), arms):
+            run = latest[arm]
+            path = download_artifacts(run_id=run.info.run_id, artifact_path=f"samples/epoch_{epoch:04d}.png", dst_path=tmp)
+            ax.imshow(iio.imread(path), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{arm}\nfid_best {run.data.metrics['objective']:.1f}", fontsize=10)
+            ax.axis("off")
+    fig.suptitle(f"epoch {epoch}, seed 1, same fixed noise", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return arms
+
+
+def study_summary(study) -> dict:
+    import optuna
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                                           TrialState.FAIL)}
+    epochs = sum(max(t.intermediate_values, default=0) for t in trials)
+    return {"wall_minutes": round((max(ends) - min(starts)).total_seconds() / 60, 1), "trials": len(trials), **counts,
+            "trial_epochs_reported": epochs, "best_trial": study.best_trial.number, "best_value": study.best_value,
+            "best_params": study.best_params,
+            "importances": {k: round(v, 3) for k, v in optuna.importance.get_param_importances(study).items()},
+            "fail_reasons": [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--study", default="ganstudy-default")
+    ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db")
+    ap.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    ap.add_argument("--out", type=Path, default=Path("docs/study"))
+    ap.add_argument("--epoch", type=int, default=20)
+    args = ap.parse_args()
+
+    import mlflow
+    import optuna
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(args.tracking_uri)
+    client = MlflowClient()
+    study = optuna.load_study(study_name=args.study, storage=args.storage)
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = study_summary(study)
+    summary["arms"] = arms_picture(client, parent_id, args.epoch, args.out / f"arms_epoch{args.epoch}.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        summary["confirm"] = json.loads(Path(download_artifacts(run_id=parent_id, artifact_path="confirm.json",
+                                                                dst_path=tmp)).read_text())
+        shutil.copy(download_artifacts(run_id=parent_id, artifact_path="confirm.png", dst_path=tmp), args.out)
+        report = Path(download_artifacts(run_id=parent_id, artifact_path="report", dst_path=tmp))
+        for png in report.glob("*.png"):
+            shutil.copy(png, args.out)
+    print(json.dumps(summary, default=str, indent=1))
+
+
+if __name__ == "__main__":
+    main()
