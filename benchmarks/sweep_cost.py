@@ -5,10 +5,11 @@
 Runs one fixed small study twice through ganstudy.sweep.run_study: `pruner.name=asha` (successive
 halving, as in sweeps/default.yaml, whose rungs at epochs 2 and 6 of 20 become, by default, min_resource 1
 and reduction_factor 3: rungs at epochs 1 and 3 of the small study's 8) and `pruner.name=none`, same
-sampler and seed, same trial budget, eval.every=1. Like the default study it enqueues the DCGAN paper's settings as trial 0 and
-keeps only the latest checkpoint (train.checkpoints=latest). The default `--sampler random` gives both
-variants identical trial configurations, a clean A/B of pruning alone; with `--sampler tpe` they see the
-same proposals only until TPE starts to learn from (differently pruned) history.
+sampler and seed, same trial budget, eval.every=1. Like the default study it enqueues the DCGAN paper's
+settings as trial 0 and keeps only the latest checkpoint (train.checkpoints=latest). The default
+`--sampler random` gives both variants identical trial configurations, a clean A/B of pruning alone; with
+`--sampler tpe` they see the same proposals only until TPE starts to learn from (differently pruned)
+history.
 Each variant runs in its own process (this file with --driver), which runs every trial in a spawned
 child of its own (ganstudy.runner), and in its own temp dir: own Optuna SQLite storage, own MLflow
 SQLite store and artifact root (tracking.uri / tracking.artifact_root in the base overrides), own
@@ -25,17 +26,20 @@ Per variant:
   not candidates, as in the study itself).
 - `wall_s`: run_study() wall time (trials with their processes, pruning, the parent-run report);
   `process_wall_s`: the whole driver process, imports included.
-- `n_pruned`, `n_complete`, `n_failed`.
+- `n_pruned`, `n_complete`, `n_fail`.
 - Memory, from the 2nd trial (Optuna number 1; the 1st pays the one-off MLflow/Optuna warm-up) to the
   last. The driver (the sweep process), when each trial's objective returns (or raises): ru_maxrss
   (peak so far) and VmRSS (current); `driver_rss_growth_peak` = (peak after the last trial - peak
   after the 2nd) / peak after the 2nd, `driver_rss_growth_current` likewise for VmRSS. The children:
   each trial's own peak RSS (the `peak_rss_mb` user attr the sweep stores; none for a failed trial);
-  `child_rss_growth` = (last trial's - 2nd trial's) / 2nd trial's.
+  `child_rss_growth` = (last trial's - 2nd trial's) / 2nd trial's. The driver's growth includes a
+  later one-off: the sweep draws its report plots (matplotlib, plotly) from the 2nd COMPLETE trial on.
 
 Aims (reported as booleans): the pruned study spends at most 0.4 of the trial-epochs of the unpruned
 one (`trial_epochs_ratio`), for a best value no worse (<=, minimising FID); memory growth under 10%
 for the driver (peak and current) and for the children, in both variants.
+--quick (6 trials x 4 epochs on 512 images) takes about 7 minutes on 2 shared cores; the default about
+twice that.
 """
 from __future__ import annotations
 
@@ -166,16 +170,16 @@ def study_result(study, spec) -> dict:
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
-    from ganstudy import sweep
     from ganstudy.config import compose
+    from ganstudy.tracking import Tag
 
     cfg = compose(list(spec.base) + ["run_dir=unused"])
     mlflow.set_tracking_uri(cfg.tracking.uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    runs = client.search_runs([exp.experiment_id], f"tags.`{sweep.STUDY_TAG}` = '{spec.study_name}' and "
-                                                   f"tags.`{sweep.ROLE_TAG}` = 'trial'", max_results=1000)
-    run_of = {int(r.data.tags["ganstudy.trial"]): r.info.run_id for r in runs}
+    runs = client.search_runs([exp.experiment_id], f"tags.`{Tag.STUDY}` = '{spec.study_name}' and "
+                                                   f"tags.`{Tag.ROLE}` = 'trial'", max_results=1000)
+    run_of = {int(r.data.tags[Tag.TRIAL]): r.info.run_id for r in runs}
     trials = []
     for t in study.get_trials(deepcopy=False):
         run_id = run_of.get(t.number)

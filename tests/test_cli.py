@@ -7,6 +7,8 @@ import pytest
 
 from conftest import count_runs
 
+pytestmark = pytest.mark.slow  # trains models or starts interpreters
+
 BAD = {
     "lr=0": "error: optimizer.lr_g=0.0: must be > 0 (set both with lr=)",
     "lr=-1e-3": "error: optimizer.lr_g=-0.001: must be > 0 (set both with lr=)",
@@ -21,6 +23,9 @@ BAD = {
     "train.batch_size=5000": "error: train.batch_size=5000: must be at most the 4000 training images",
     "eval.n_samples=2000": "error: eval.n_samples=2000: must be at most the 1000 held-out images (data.holdout)",
     "eval.every=0": "error: eval.every=0: must be an integer >= 1",
+    "data.path=mnist.npz": "error: data.path=mnist.npz: must be null for data=mnist5k, which reads no file "
+                           "(data=mnist data.path=FILE reads one)",
+    "data.holdout=5000": "error: data.holdout=5000: must be below the 5000 images of data=mnist5k",
 }
 
 

@@ -4,9 +4,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
 EPOCHS = 12
 

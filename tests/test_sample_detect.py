@@ -12,6 +12,8 @@ from ganstudy.data import load_mnist, to_model_range
 from ganstudy.evaluate import d_logits
 from ganstudy.train import train
 
+pytestmark = pytest.mark.slow  # trains models or starts interpreters
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, cache_dir):

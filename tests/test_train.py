@@ -1,9 +1,12 @@
 """One tiny tracked run: what lands in MLflow, what train() returns, and that a seed repeats."""
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ganstudy.config import compose
 from ganstudy.train import train
+
+pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
 EPOCH_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_drift", "d_fake_drift")
 

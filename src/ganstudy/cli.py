@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+
+def default_tracking_uri() -> str:
+    """What `python -m ganstudy.train` logs to: conf/tracking (itself $MLFLOW_TRACKING_URI when set)."""
+    from ganstudy.config import compose
+
+    return compose(["run_dir=unused"]).tracking.uri
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="an MLflow run id or a run directory (outputs/DATE/TIME)")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI),
+    parser.add_argument("--tracking-uri", default=default_tracking_uri(),
                         help="MLflow store holding the run (default: $MLFLOW_TRACKING_URI or %(default)s)")
 
 

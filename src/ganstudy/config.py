@@ -16,71 +16,77 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DATASETS = ("mnist5k", "mnist")
 PROGRESS = ("auto", "bar", "line", "none")
 CHECKPOINTS = ("all", "latest")
+# Metrics a run returns that a study can optimise (all but detector_auc are reported at every evaluation).
+OBJECTIVES = ("fid_best", "fid", "kid", "mnist_score", "precision", "recall", "class_kl", "d_auc", "d_ap",
+              "detector_auc")
 
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message is one line naming the key and what is allowed."""
 
 
+# The schema gives each key its type; the values, defaults included, live in conf/ only (one source).
+
+
 @dataclass
 class DataConfig:
-    name: str = "mnist5k"
-    path: Optional[str] = None
-    holdout: int = 1000
-    limit: Optional[int] = None
+    name: str = MISSING
+    path: Optional[str] = MISSING
+    holdout: int = MISSING
+    limit: Optional[int] = MISSING
 
 
 @dataclass
 class ModelConfig:
-    noise_dim: int = 100
-    dropout: float = 0.3
-    width: float = 1.0
+    noise_dim: int = MISSING
+    dropout: float = MISSING
+    width: float = MISSING
 
 
 @dataclass
 class OptimizerConfig:
     """One schema for every optimizer; each uses its own keys and ignores the others."""
-    name: str = "adam"
+    name: str = MISSING
     lr_g: float = MISSING
     lr_d: float = MISSING
-    beta1: float = 0.9
-    beta2: float = 0.999
-    rho: float = 0.9
-    momentum: float = 0.0
-    nesterov: bool = False
+    beta1: float = MISSING
+    beta2: float = MISSING
+    rho: float = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 256
-    seed: int = 42
-    checkpoint_every: int = 5
-    checkpoints: str = "all"
-    ema_decay: float = 0.0
-    label_smoothing: float = 0.0
-    precision: str = "float32"
-    device: Optional[str] = None
-    log_every_steps: int = 50
-    deterministic: bool = False
-    progress: str = "auto"
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    seed: int = MISSING
+    checkpoint_every: int = MISSING
+    checkpoints: str = MISSING
+    ema_decay: float = MISSING
+    label_smoothing: float = MISSING
+    precision: str = MISSING
+    device: Optional[str] = MISSING
+    log_every_steps: int = MISSING
+    deterministic: bool = MISSING
+    progress: str = MISSING
 
 
 @dataclass
 class EvalConfig:
-    every: int = 2
-    n_samples: int = 1000
-    detector: bool = True
-    detector_epochs: int = 3
-    cache_dir: str = "~/.cache/ganstudy"
+    every: int = MISSING
+    n_samples: int = MISSING
+    detector: bool = MISSING
+    detector_epochs: int = MISSING
+    cache_dir: str = MISSING
 
 
 @dataclass
 class TrackingConfig:
-    uri: str = "sqlite:///mlruns/mlflow.db"
-    artifact_root: str = "mlruns/artifacts"
-    experiment: str = "ganstudy"
-    run_name: Optional[str] = None
+    uri: str = MISSING
+    artifact_root: str = MISSING
+    experiment: str = MISSING
+    run_name: Optional[str] = MISSING
 
 
 @dataclass
@@ -91,8 +97,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    lr: float = 1e-4
-    resume: Optional[str] = None
+    lr: float = MISSING
+    resume: Optional[str] = MISSING
     run_dir: str = MISSING
 
 
@@ -132,12 +138,30 @@ def validate(cfg: DictConfig) -> None:
     _check(d.name in DATASETS, "data.name", d.name, "one of " + ", ".join(DATASETS))
     _check(d.holdout >= 0, "data.holdout", d.holdout, "an integer >= 0")
     _check(d.limit is None or d.limit >= 1, "data.limit", d.limit, "null or an integer >= 1")
+    _check(d.path is None or d.name == "mnist", "data.path", d.path,
+           f"null for data={d.name}, which reads no file (data=mnist data.path=FILE reads one)")
+
+
+def check_against_data(cfg: DictConfig, n_train: int, n_heldout: int) -> None:
+    """The settings that depend on how many images the configured data set has."""
+    _check(n_train >= 1, "data.holdout", cfg.data.holdout, f"below the {n_train + n_heldout} images of data={cfg.data.name}")
+    _check(cfg.train.batch_size <= n_train, "train.batch_size", cfg.train.batch_size,
+           f"at most the {n_train} training images")
+    _check(cfg.eval.n_samples <= n_heldout, "eval.n_samples", cfg.eval.n_samples,
+           f"at most the {n_heldout} held-out images (data.holdout)")
+
+
+def check_objective(objective: str, cfg: DictConfig) -> None:
+    """A study's objective must be a metric that runs of this config log."""
+    _check(objective in OBJECTIVES, "objective", objective, "one of " + ", ".join(OBJECTIVES))
+    _check(objective != "detector_auc" or cfg.eval.detector, "objective", objective,
+           "a metric the runs log (detector_auc needs eval.detector=true in base)")
 
 
 def group_options(group: str) -> list[str]:
     """The options of a config group, read from the packaged conf/ folder."""
     folder = resources.files("ganstudy.conf") / group
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml") and p.name[0] != "_")
 
 
 def check_group_choices(overrides: list[str]) -> None:

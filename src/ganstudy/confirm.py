@@ -13,9 +13,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from ganstudy.sweep import ROLE_TAG, STUDY_TAG
-
-ARM_TAG, SEED_TAG, OVERRIDES_TAG = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"
+from ganstudy.tracking import Tag
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
@@ -31,9 +29,9 @@ def fingerprint(overrides: list[str]) -> str:
 def _finished_runs(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, str, int], float]:
     """(arm, overrides fingerprint, seed) -> objective of this study run's finished confirmation runs."""
     exp = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{ROLE_TAG}` = 'confirm' "
+    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{Tag.ROLE}` = 'confirm' "
                                      "and attributes.status = 'FINISHED'")
-    return {(r.data.tags[ARM_TAG], r.data.tags.get(OVERRIDES_TAG), int(r.data.tags[SEED_TAG])): r.data.metrics["objective"]
+    return {(r.data.tags[Tag.ARM], r.data.tags.get(Tag.OVERRIDES), int(r.data.tags[Tag.SEED])): r.data.metrics["objective"]
             for r in runs if "objective" in r.data.metrics}
 
 
@@ -67,8 +65,8 @@ def _train_arm(spec: DictConfig, parent_run_id: str, arm: str, overrides: list[s
     run_dir = Path(spec.out_dir) / spec.study_name / "confirm" / key / name
     result = run_isolated(overrides + [f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"],
                           parent_run_id=parent_run_id, prestart_next=True,
-                          tags={STUDY_TAG: spec.study_name, ROLE_TAG: "confirm", ARM_TAG: arm, SEED_TAG: seed,
-                                OVERRIDES_TAG: key})
+                          tags={Tag.STUDY: spec.study_name, Tag.ROLE: "confirm", Tag.ARM: arm, Tag.SEED: seed,
+                                Tag.OVERRIDES: key})
     value = result.metrics[spec.objective]
     MlflowClient().log_metric(result.run_id, "objective", value)
     return value

@@ -39,8 +39,6 @@ def _mnist5k(holdout: int, seed: int) -> Splits:
     order = np.random.default_rng(seed).permutation(len(x))
     x = x[order].reshape(-1, 28, 28).astype(np.uint8)
     y = y[order].astype(np.int64)
-    if holdout >= len(x):
-        raise ConfigError(f"data.holdout={holdout}: must be below the subset's {len(x)} images")
     return Splits(x[holdout:], y[holdout:], x[:holdout], y[:holdout])
 
 
@@ -95,6 +93,11 @@ def _checked(a: np.ndarray, p: Path) -> np.ndarray:
     if a.ndim == 3 and a.shape[1:] != (28, 28) or a.ndim not in (1, 3) or len(a) == 0:
         raise ConfigError(f"data.path={p}: holds arrays of shape {a.shape}, not 28x28 MNIST images")
     return a.astype(np.uint8 if a.ndim == 3 else np.int64)
+
+
+def training_images(splits: Splits, data_cfg) -> np.ndarray:
+    """The images the GAN trains on: the training split, capped at data.limit."""
+    return splits.train_x[: data_cfg.limit] if data_cfg.limit else splits.train_x
 
 
 def to_model_range(images: np.ndarray) -> np.ndarray:

@@ -23,15 +23,14 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
     Workers on one machine take a file lock around this; workers on several machines starting in the
     same instant could each create one (the study keeps the last, and the others stay empty).
     """
-    from ganstudy.sweep import ROLE_TAG, STUDY_TAG
-    from ganstudy.tracking import use_experiment
+    from ganstudy.tracking import Tag, use_experiment
 
     experiment_id = use_experiment(tracking_cfg)
     if PARENT_ATTR in study.user_attrs:
         return study.user_attrs[PARENT_ATTR]
     client = MlflowClient()
     run = client.create_run(experiment_id, run_name=f"study {spec.study_name}",
-                            tags={STUDY_TAG: spec.study_name, ROLE_TAG: "study"})
+                            tags={Tag.STUDY: spec.study_name, Tag.ROLE: "study"})
     client.log_text(run.info.run_id, OmegaConf.to_yaml(spec), "sweep.yaml")
     study.set_user_attr(PARENT_ATTR, run.info.run_id)
     return run.info.run_id
@@ -41,7 +40,8 @@ def _finished(study: optuna.Study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, final: bool = False) -> None:
+def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, storage_url: str,
+                  final: bool = False) -> None:
     """Best value and params, trials.csv and the plots, logged to the study's run."""
     client = MlflowClient()
     complete = _finished(study)
@@ -61,11 +61,41 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, fin
             (out / "best.json").write_text(json.dumps({"trial": best.number, "value": best.value,
                                                        "params": best.params, **best.user_attrs}, indent=2))
             client.log_artifact(parent_run_id, str(out / "best.json"))
-        if final or len(complete) >= 2:
-            _plots(study, out / "report")
-            client.log_artifacts(parent_run_id, str(out / "report"), "report")
+    if final or len(complete) >= 2:
+        _draw_plots(storage_url, spec.study_name, parent_run_id, wait=final)
     if final:
         client.set_terminated(parent_run_id, "FINISHED")
+
+
+_drawing = None  # the process drawing the latest round of plots
+
+
+def _draw_plots(storage_url: str, study_name: str, parent_run_id: str, wait: bool) -> None:
+    """Draw the plots in a spawned process of its own, while the next trial trains: plotting (matplotlib,
+    plotly, fANOVA importances) would otherwise hold it up and grow the sweep's memory. A round that
+    finds the last one still drawing is skipped; the final round waits for it and for itself."""
+    import multiprocessing
+
+    global _drawing
+    if _drawing is not None and _drawing.is_alive():
+        if not wait:
+            return
+        _drawing.join()
+    ctx = multiprocessing.get_context("spawn")
+    _drawing = ctx.Process(target=_plot_job, args=(storage_url, study_name, parent_run_id, mlflow.get_tracking_uri()),
+                           daemon=True, name="ganstudy-plots")
+    _drawing.start()
+    if wait:
+        _drawing.join()
+
+
+def _plot_job(storage_url: str, study_name: str, parent_run_id: str, tracking_uri: str) -> None:
+    from ganstudy.storage import make_storage
+
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
+    with tempfile.TemporaryDirectory() as tmp:
+        _plots(study, Path(tmp) / "report")
+        MlflowClient(tracking_uri).log_artifacts(parent_run_id, str(Path(tmp) / "report"), "report")
 
 
 def _now() -> int:

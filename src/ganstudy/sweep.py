@@ -22,10 +22,10 @@ from optuna.trial import TrialState
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, run_isolated
-from ganstudy.tracking import sqlite_init_lock
+from ganstudy.storage import DEFAULT_STORAGE, make_storage
+from ganstudy.tracking import Tag, sqlite_init_lock
 from ganstudy.train import Diverged
 
-DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 _interrupted = threading.Event()
 
 
@@ -38,23 +38,6 @@ def _on_sigint(signum, frame):
 def _stop_if_interrupted() -> None:
     if _interrupted.is_set():
         raise KeyboardInterrupt
-
-
-STUDY_TAG, ROLE_TAG = "ganstudy.study", "ganstudy.role"
-
-
-def make_storage(url: str, heartbeat: int):
-    """Optuna storage with a heartbeat: a trial whose worker died is failed after 2 beats and retried once."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if "://" not in url:  # a journal file: shared by workers on one machine or a shared disk, no heartbeat
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(url))
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -110,7 +93,7 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
         def on_start(run_id: str) -> None:
             trial.set_user_attr("mlflow_run_id", run_id)
 
-        tags = {STUDY_TAG: spec.study_name, ROLE_TAG: "trial", "ganstudy.trial": trial.number}
+        tags = {Tag.STUDY: spec.study_name, Tag.ROLE: "trial", Tag.TRIAL: trial.number}
         try:
             result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags, prestart_next=True)
         except (Diverged, RunFailed, ConfigError) as err:  # one broken trial must not end the study
@@ -143,7 +126,7 @@ def _tag_run(trial: optuna.Trial, state: str) -> None:
     if run_id is None:  # the run never started (a setting the data refused)
         return
     client = MlflowClient()
-    client.set_tag(run_id, "ganstudy.trial_state", state)
+    client.set_tag(run_id, Tag.TRIAL_STATE, state)
     if client.get_run(run_id).info.status == "RUNNING":  # its process died before ending it
         client.set_terminated(run_id, "FAILED")
 
@@ -170,7 +153,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
             study.sampler = make_sampler(spec, len(trials))
             print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
             study.optimize(objective, n_trials=1)
-            report.update_parent(study, spec, parent)
+            report.update_parent(study, spec, parent, url)
         elif any(t.state == TrialState.RUNNING for t in trials):
             if not waiting_said:  # other workers' trials, or a dead worker's until its heartbeat runs out
                 print("waiting for running trials to end ...", flush=True)
@@ -178,7 +161,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
             time.sleep(min(spec.heartbeat, 5))
         else:
             break
-    report.update_parent(study, spec, parent, final=True)
+    report.update_parent(study, spec, parent, url, final=True)
     return study
 
 

@@ -1,6 +1,7 @@
 """A sweep file (sweeps/NAME.yaml): what a study searches, how, and for how many trials; checked before any trial."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -9,14 +10,11 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ganstudy.config import ConfigError, compose, group_options, validate
+from ganstudy.config import ConfigError, check_against_data, check_objective, compose, group_options, validate
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("asha", "median", "hyperband", "none")
 PARAM_KEYS = {"low", "high", "log", "step", "choices", "when"}
-# Metrics train() returns that a study can optimise (all but detector_auc are reported at every evaluation).
-OBJECTIVES = ("fid_best", "fid", "kid", "mnist_score", "precision", "recall", "class_kl", "d_auc", "d_ap",
-              "detector_auc")
 
 
 @dataclass
@@ -81,6 +79,23 @@ def load(name: str, overrides: list[str] = ()) -> DictConfig:
     return spec
 
 
+def runnable(overrides: list[str]) -> DictConfig:
+    """The composed run config, checked as train() checks it (ranges, and sizes against the data)."""
+    cfg = compose(overrides + ["run_dir=unused"])
+    validate(cfg)
+    check_against_data(cfg, *_data_sizes(cfg.data.name, cfg.data.path, cfg.data.holdout, cfg.data.limit))
+    return cfg
+
+
+@functools.lru_cache(maxsize=8)
+def _data_sizes(name, path, holdout, limit) -> tuple[int, int]:
+    from ganstudy.data import load_mnist, training_images
+
+    data_cfg = OmegaConf.create({"name": name, "path": path, "holdout": holdout, "limit": limit})
+    splits = load_mnist(data_cfg)
+    return len(training_images(splits, data_cfg)), len(splits.test_x)
+
+
 def _fail(name: str, what: str) -> None:
     raise ConfigError(f"sweep={name}: {what}")
 
@@ -96,14 +111,16 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, f"seeds={spec.seeds}: must be an integer >= 1")
     if spec.sampler.name not in SAMPLERS:
         _fail(name, f"sampler.name={spec.sampler.name}: must be one of {', '.join(SAMPLERS)}")
-    if spec.objective not in OBJECTIVES:
-        _fail(name, f"objective={spec.objective}: must be one of {', '.join(OBJECTIVES)}")
     if spec.pruner.name not in PRUNERS:
         _fail(name, f"pruner.name={spec.pruner.name}: must be one of {', '.join(PRUNERS)}")
     if not spec.space:
         _fail(name, "space is empty: name at least one setting to search")
-    base = compose(list(spec.base) + ["run_dir=unused"])
-    compose(list(spec.base) + list(spec.baseline) + ["run_dir=unused"])  # the baseline must compose too
+    try:  # the base and the article's settings must be runs that can work
+        base = runnable(list(spec.base))
+        runnable(list(spec.base) + list(spec.baseline))
+        check_objective(spec.objective, base)
+    except ConfigError as err:
+        _fail(name, str(err))
     groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
     for key, param in spec.space.items():
         _check_param(name, key, param, base, groups, spec.space, list(spec.base))
@@ -149,7 +166,7 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
         _fail(name, f"{where}: a log range needs low > 0")
     for value in (param.choices if "choices" in param else (param.low, param.high)):
         try:  # every choice and both ends of a range must make a valid run
-            validate(compose(list(base_overrides) + [f"{key}={value}", "run_dir=unused"]))
+            runnable(list(base_overrides) + [f"{key}={value}"])
         except ConfigError as err:
             _fail(name, f"{where}: {value} cannot run ({err})")
     for other, value in (param.get("when") or {}).items():

@@ -10,8 +10,19 @@ from mlflow.tracking import MlflowClient
 
 from ganstudy.config import ConfigError
 
-RUN_DIR_TAG = "ganstudy.run_dir"
 RUN_ID_FILE = "mlflow_run_id.txt"
+# Keys that may differ between a run and its resumption (epochs: to train a finished run longer).
+RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tracking.")
+
+
+class Tag:
+    """The MLflow tags ganstudy sets: one place, imported by every module that reads or writes them."""
+    DATA, TRAIN_IMAGES, CLASSIFIER = "ganstudy.data", "ganstudy.train_images", "ganstudy.classifier"
+    RUN_DIR, RESUMED_FROM = "ganstudy.run_dir", "ganstudy.resumed_from_epoch"
+    DIVERGED, DIVERGED_AT = "ganstudy.diverged", "ganstudy.diverged_at"
+    STUDY, ROLE = "ganstudy.study", "ganstudy.role"            # a sweep's runs: role study, trial or confirm
+    TRIAL, TRIAL_STATE = "ganstudy.trial", "ganstudy.trial_state"
+    ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
 # Without this tag the MLflow 3 UI opens the experiment in its GenAI view.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -77,8 +88,25 @@ def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
         run = MlflowClient().get_run(ref)
     except MlflowException:
         raise ConfigError(f"{key}{ref}: no such run directory, nor a run id in {mlflow.get_tracking_uri()}") from None
-    run_dir = run.data.tags.get(RUN_DIR_TAG)
+    run_dir = run.data.tags.get(Tag.RUN_DIR)
     return run.info.run_id, Path(run_dir) if run_dir and Path(run_dir).is_dir() else None
+
+
+def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
+    """(run id to continue or None, run folder) for `cfg.resume`; a run from another machine brings its
+    checkpoints, grids and models from the artifact store. Settings must match the run's."""
+    run_dir = Path(cfg.run_dir)
+    if not cfg.resume:
+        return None, run_dir
+    run_id, found_dir = find_run(cfg.resume)
+    for key, old in logged_params(run_id).items():
+        if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
+            raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
+    if found_dir is not None:
+        return run_id, found_dir
+    for folder in ("checkpoints", "samples", "models"):
+        download_dir(run_id, folder, run_dir)
+    return run_id, run_dir
 
 
 def logged_params(run_id: str) -> dict[str, str]:

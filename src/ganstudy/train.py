@@ -11,10 +11,7 @@ from typing import Callable, Optional
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ganstudy.config import ConfigError, check_group_choices, exit_on_config_error, flatten, validate
-
-# Keys that may differ between a run and its resumption (epochs: to train a finished run longer).
-RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tracking.")
+from ganstudy.config import check_against_data, check_group_choices, exit_on_config_error, flatten, validate
 
 # Called after every evaluation with (epoch, metrics); returning True stops training after this epoch.
 OnEval = Callable[[int, dict], bool]
@@ -56,23 +53,17 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
 
     tracking.use_experiment(cfg.tracking)
     params = _params(cfg)
-    run_id, run_dir = _resume_target(cfg, params)
+    run_id, run_dir = tracking.resume_target(cfg, params)
     return _fit(cfg, data, run_id, run_dir.resolve(), params, (on_start, on_eval), parent_run_id, tags)
 
 
 def _load_data(cfg: DictConfig) -> _Data:
-    from ganstudy.data import load_mnist, steps_per_epoch
+    from ganstudy.data import load_mnist, steps_per_epoch, training_images
 
     splits = load_mnist(cfg.data)
-    train_images = splits.train_x[: cfg.data.limit] if cfg.data.limit else splits.train_x
-    steps = steps_per_epoch(len(train_images), cfg.train.batch_size)
-    if steps < 1:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at most the "
-                          f"{len(train_images)} training images")
-    if cfg.eval.n_samples > len(splits.test_x):
-        raise ConfigError(f"eval.n_samples={cfg.eval.n_samples}: must be at most the {len(splits.test_x)} "
-                          "held-out images (data.holdout)")
-    return _Data(splits, train_images, steps)
+    train_images = training_images(splits, cfg.data)
+    check_against_data(cfg, len(train_images), len(splits.test_x))
+    return _Data(splits, train_images, steps_per_epoch(len(train_images), cfg.train.batch_size))
 
 
 def _params(cfg: DictConfig) -> dict:
@@ -81,24 +72,6 @@ def _params(cfg: DictConfig) -> dict:
     if not cfg.optimizer.lr_g == cfg.optimizer.lr_d == cfg.lr:
         params.pop("lr")
     return params
-
-
-def _resume_target(cfg: DictConfig, params: dict) -> tuple[Optional[str], Path]:
-    """(run id to continue or None, run folder); another machine's run brings its files from the store."""
-    from ganstudy import tracking
-
-    run_dir = Path(cfg.run_dir)
-    if not cfg.resume:
-        return None, run_dir
-    run_id, found_dir = tracking.find_run(cfg.resume)
-    for key, old in tracking.logged_params(run_id).items():
-        if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
-            raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
-    if found_dir is not None:
-        return run_id, found_dir
-    for folder in ("checkpoints", "samples", "models"):
-        tracking.download_dir(run_id, folder, run_dir)
-    return run_id, run_dir
 
 
 def _restore(gan, cfg: DictConfig, run_dir: Path, resuming: bool):
@@ -154,18 +127,18 @@ def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator,
     """A new run gets its params, config, tags and the real-image floor; a resumed one a resume tag."""
     import mlflow
 
-    from ganstudy import tracking
+    from ganstudy.tracking import RUN_ID_FILE, Tag
 
-    (run_dir / tracking.RUN_ID_FILE).write_text(run.info.run_id)
-    mlflow.set_tag(tracking.RUN_DIR_TAG, str(run_dir))
+    (run_dir / RUN_ID_FILE).write_text(run.info.run_id)
+    mlflow.set_tag(Tag.RUN_DIR, str(run_dir))
     if run_id is None:
-        mlflow.set_tags({"ganstudy.data": cfg.data.name, "ganstudy.train_images": len(data.train_images),
-                         "ganstudy.classifier": net.key, **(tags or {})})
+        mlflow.set_tags({Tag.DATA: cfg.data.name, Tag.TRAIN_IMAGES: len(data.train_images), Tag.CLASSIFIER: net.key,
+                         **(tags or {})})
         mlflow.log_params(params)
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
     else:
-        mlflow.set_tag("ganstudy.resumed_from_epoch", first_epoch)
+        mlflow.set_tag(Tag.RESUMED_FROM, first_epoch)
     print(f"run {run.info.run_id}: epochs {first_epoch + 1}..{cfg.train.epochs}, {data.steps} steps of "
           f"{cfg.train.batch_size} per epoch, files in {run_dir}", flush=True)
 
@@ -204,6 +177,8 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
     """After the last epoch: the detector, the pictures and models; a diverged run is tagged and raises."""
     import mlflow
 
+    from ganstudy.tracking import Tag
+
     if stopper.diverged_at is None and cfg.eval.detector:
         _fit_detector(gan.sampler, data.train_images, evaluator, cfg.eval.detector_epochs, cfg.train.seed, run_dir)
     _log_outputs(run_id, gan, run_dir)
@@ -211,8 +186,7 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if stopper.diverged_at is not None:
         epoch, batch = stopper.diverged_at
-        mlflow.set_tag("ganstudy.diverged", "true")
-        mlflow.set_tag("ganstudy.diverged_at", f"epoch {epoch}, batch {batch}")
+        mlflow.set_tags({Tag.DIVERGED: "true", Tag.DIVERGED_AT: f"epoch {epoch}, batch {batch}"})
         raise Diverged(f"run {run_id} diverged at epoch {epoch}, batch {batch}: the losses are no longer finite "
                        "(NaN/inf); try a lower learning rate")
 
