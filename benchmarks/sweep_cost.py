@@ -3,8 +3,8 @@
     python benchmarks/sweep_cost.py [--quick] [--sampler random|tpe] [--min-resource N] [--reduction-factor N] [--keep]
 
 Runs one fixed small study twice through ganstudy.sweep.run_study: `pruner.name=asha` (successive
-halving, as in sweeps/default.yaml, whose rungs at epochs 2 and 6 of 20 become, by default, min_resource 1
-and reduction_factor 3: rungs at epochs 1 and 3 of the small study's 8) and `pruner.name=none`, same
+halving with sweeps/default.yaml's min_resource 2 and reduction_factor 3 by default: rungs at epochs 2 and 6
+of the small study's 10) and `pruner.name=none`, same
 sampler and seed, same trial budget, eval.every=1. Like the default study it enqueues the DCGAN paper's
 settings as trial 0 and keeps only the latest checkpoint (train.checkpoints=latest). The default
 `--sampler random` gives both variants identical trial configurations, a clean A/B of pruning alone; with
@@ -32,8 +32,8 @@ Per variant:
   (peak so far) and VmRSS (current); `driver_rss_growth_peak` = (peak after the last trial - peak
   after the 2nd) / peak after the 2nd, `driver_rss_growth_current` likewise for VmRSS. The children:
   each trial's own peak RSS (the `peak_rss_mb` user attr the sweep stores; none for a failed trial);
-  `child_rss_growth` = (last trial's - 2nd trial's) / 2nd trial's. The driver's growth includes a
-  later one-off: the sweep draws its report plots (matplotlib, plotly) from the 2nd COMPLETE trial on.
+  `child_rss_growth` = (last trial's - 2nd trial's) / 2nd trial's. (The sweep draws its report plots in
+  a process of its own, so matplotlib and plotly do not grow the driver.)
 
 Aims (reported as booleans): the pruned study spends at most 0.4 of the trial-epochs of the unpruned
 one (`trial_epochs_ratio`), for a best value no worse (<=, minimising FID); memory growth under 10%
@@ -71,7 +71,7 @@ def log(msg: str) -> None:
 def plan(quick: bool) -> dict:
     if quick:
         return dict(n_trials=6, epochs=4, limit=512)
-    return dict(n_trials=10, epochs=8, limit=1024)
+    return dict(n_trials=10, epochs=10, limit=1024)
 
 
 def base(p: dict, cache_dir: str) -> list[str]:
@@ -285,7 +285,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="6 trials x 4 epochs on 512 images")
     ap.add_argument("--sampler", choices=("random", "tpe"), default="random")
-    ap.add_argument("--min-resource", type=int, default=1, help="asha: epochs every trial gets (default 1)")
+    ap.add_argument("--min-resource", type=int, default=2, help="asha: epochs every trial gets (default 2)")
     ap.add_argument("--reduction-factor", type=int, default=3, help="asha: 1 in this many goes on at a rung (3)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (Optuna and MLflow stores, runs)")
     ap.add_argument("--driver", metavar="DIR", help=argparse.SUPPRESS)  # internal: run one study in DIR
