@@ -55,17 +55,13 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import harness  # noqa: E402 - before TensorFlow: it quiets TensorFlow's C++ logs
 
 PRUNER = "asha"
 VARIANTS = (PRUNER, "none")
 # Trial 0 of both variants, as in sweeps/default.yaml: the DCGAN paper's settings.
 ENQUEUE = [{"optimizer": "adam", "optimizer.lr_g": 2.0e-4, "optimizer.lr_d": 2.0e-4, "optimizer.beta1": 0.5,
             "model.dropout": 0.3}]
-
-
-def log(msg: str) -> None:
-    print(f"[sweep_cost {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def plan(quick: bool) -> dict:
@@ -229,7 +225,7 @@ def memory(r: dict) -> dict:
     }
 
 
-def run_variant(variant: str, p: dict, args, cache_dir: str) -> dict:
+def run_variant(variant: str, p: dict, args, cache_dir: str, log) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"sweep_cost_{variant}_"))
     from omegaconf import OmegaConf
 
@@ -282,8 +278,7 @@ def compare(results: dict, p: dict, args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="6 trials x 4 epochs on 512 images")
+    ap = harness.parser(__doc__, "6 trials x 4 epochs on 512 images")
     ap.add_argument("--sampler", choices=("random", "tpe"), default="random")
     ap.add_argument("--min-resource", type=int, default=2, help="asha: epochs every trial gets (default 2)")
     ap.add_argument("--reduction-factor", type=int, default=3, help="asha: 1 in this many goes on at a rung (3)")
@@ -294,6 +289,7 @@ def main() -> None:
         driver(Path(args.driver))
         return
 
+    bench = harness.Bench("sweep_cost")
     p = plan(args.quick)
     cache_dir = str(Path(os.environ.get("GANSTUDY_CACHE", "~/.cache/ganstudy")).expanduser())
     warm = multiprocessing.get_context("spawn").Process(target=warm_feature_net, args=(base(p, cache_dir),))
@@ -301,8 +297,8 @@ def main() -> None:
     warm.join()
     if warm.exitcode != 0:
         raise SystemExit(f"loading the feature network failed (exit code {warm.exitcode})")
-    results = {v: run_variant(v, p, args, cache_dir) for v in VARIANTS}
-    print(json.dumps(compare(results, p, args)), flush=True)
+    results = {v: run_variant(v, p, args, cache_dir, bench.log) for v in VARIANTS}
+    bench.finish(compare(results, p, args))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """One tiny tracked run: what lands in MLflow, what train() returns, and that a seed repeats."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from ganstudy.config import compose
 from ganstudy.train import train
@@ -106,3 +109,19 @@ def test_a_diverging_run_stops_in_its_first_epoch_and_fails(tmp_path, cache_dir)
     assert run.info.status == "FAILED" and run.data.tags["ganstudy.diverged"] == "true"
     assert run.data.tags["ganstudy.diverged_at"].startswith("epoch 1, batch ")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [1]  # no epoch after it
+
+
+def test_best_experiment_is_the_studys_winner_and_runs(tmp_path, store, cache_dir):
+    """experiment=best holds the default study's best trial (docs/study.md) at the quick budget, and trains."""
+    import json
+
+    winner = json.loads((Path(__file__).parents[1] / "docs" / "study" / "best.json").read_text())
+    cfg = compose(["experiment=best", "run_dir=unused"])
+    for key, value in winner["params"].items():
+        assert OmegaConf.select(cfg, "optimizer.name" if key == "optimizer" else key) == value, key
+    assert (cfg.train.epochs, cfg.data.name, cfg.eval.n_samples, cfg.eval.every) == (20, "mnist5k", 1000, 2)
+    tiny_budget = ["data.limit=256", "train.epochs=1", "eval.n_samples=200", "eval.detector=false",
+                   "train.progress=none", f"eval.cache_dir={cache_dir}", f"tracking.uri={store}",
+                   f"tracking.artifact_root={tmp_path}/artifacts", f"run_dir={tmp_path}/run"]
+    made = train(compose(["experiment=best"] + tiny_budget))
+    assert np.isfinite(made.metrics["fid_best"]) and (tmp_path / "run" / "models" / "generator.keras").exists()
