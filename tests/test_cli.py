@@ -16,7 +16,7 @@ BAD = {
     "train.batch_size=0": "error: train.batch_size=0: must be an integer >= 1",
     "train.epochs=0": "error: train.epochs=0: must be an integer >= 1",
     "optimizer=adamw": "error: optimizer=adamw: must be one of adam, rmsprop, sgd",
-    "experiment=full": "error: experiment=full: must be one of quick, seed, tiny",
+    "experiment=full": "error: experiment=full: must be one of best, quick, seed, tiny",
     "data=mnist data.path=missing.npz": "error: data.path=missing.npz: no such file or directory",
     "data=mnist data.path=empty.npz": "error: data.path=empty.npz: holds no MNIST images (need a .npz with "
                                       "x_train, y_train, x_test, y_test, or a folder of IDX files)",
@@ -57,4 +57,4 @@ def test_help_lists_the_groups(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ganstudy.train", "--help"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0
-    assert "optimizer: adam, rmsprop, sgd" in done.stdout and "experiment: quick, seed, tiny" in done.stdout
+    assert "optimizer: adam, rmsprop, sgd" in done.stdout and "experiment: best, quick, seed, tiny" in done.stdout
