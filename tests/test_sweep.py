@@ -304,3 +304,19 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FAILED" and run.data.tags["ganstudy.trial_state"] == "failed"
     assert client.get_run(diverged.user_attrs["mlflow_run_id"]).data.tags["ganstudy.diverged"] == "true"
+
+
+def test_a_study_carried_to_another_tracking_store_gets_a_parent_run_there(tmp_path):
+    """The study's storage file moved to a machine whose MLflow store lacks its parent run: a new one is made."""
+    from ganstudy import report
+
+    spec = sweep_spec.load("tiny")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", study_name="tiny")
+    study.set_user_attr(report.PARENT_ATTR, "0123456789abcdef0123456789abcdef")
+    tracking = compose(["experiment=tiny", "run_dir=x", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                        f"tracking.artifact_root={tmp_path}/artifacts"]).tracking
+    parent = report.parent_run(study, spec, tracking)
+    assert parent != "0123456789abcdef0123456789abcdef" and study.user_attrs[report.PARENT_ATTR] == parent
+    run = MlflowClient(tracking.uri).get_run(parent)
+    assert run.data.tags["ganstudy.role"] == "study" and run.data.tags["ganstudy.study"] == "tiny"
+    assert report.parent_run(study, spec, tracking) == parent  # found again, not made twice

@@ -26,14 +26,24 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
     from ganstudy.tracking import Tag, use_experiment
 
     experiment_id = use_experiment(tracking_cfg)
-    if PARENT_ATTR in study.user_attrs:
-        return study.user_attrs[PARENT_ATTR]
     client = MlflowClient()
+    if PARENT_ATTR in study.user_attrs and _exists(client, study.user_attrs[PARENT_ATTR]):
+        return study.user_attrs[PARENT_ATTR]
+    # New, or a study carried to another tracking store (its parent run is not there): a parent run here.
     run = client.create_run(experiment_id, run_name=f"study {spec.study_name}",
                             tags={Tag.STUDY: spec.study_name, Tag.ROLE: "study"})
     client.log_text(run.info.run_id, OmegaConf.to_yaml(spec), "sweep.yaml")
     study.set_user_attr(PARENT_ATTR, run.info.run_id)
     return run.info.run_id
+
+
+def _exists(client: MlflowClient, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
 
 
 def _finished(study: optuna.Study) -> list:
@@ -61,13 +71,15 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
             (out / "best.json").write_text(json.dumps({"trial": best.number, "value": best.value,
                                                        "params": best.params, **best.user_attrs}, indent=2))
             client.log_artifact(parent_run_id, str(out / "best.json"))
-    if final or len(complete) >= 2:
+    if final or len(complete) >= 2 and len(complete) != _drawn_for["complete"]:
+        _drawn_for["complete"] = len(complete)  # a pruned trial changes little: redraw when one completes
         _draw_plots(storage_url, spec.study_name, parent_run_id, wait=final)
     if final:
         client.set_terminated(parent_run_id, "FINISHED")
 
 
 _drawing = None  # the process drawing the latest round of plots
+_drawn_for = {"complete": 0}  # complete trials when the plots were last drawn
 
 
 def _draw_plots(storage_url: str, study_name: str, parent_run_id: str, wait: bool) -> None:
