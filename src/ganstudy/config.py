@@ -161,7 +161,7 @@ def check_objective(objective: str, cfg: DictConfig) -> None:
 def group_options(group: str) -> list[str]:
     """The options of a config group, read from the packaged conf/ folder."""
     folder = resources.files("ganstudy.conf") / group
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml") and p.name[0] != "_")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def check_group_choices(overrides: list[str]) -> None:
