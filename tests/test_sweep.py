@@ -42,7 +42,7 @@ def trials_so_far(tmp_path):
         return []
 
 
-def wait_for(predicate, proc, limit=240):
+def wait_for(predicate, proc, limit=600):
     deadline = time.time() + limit
     while not predicate() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
