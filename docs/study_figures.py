@@ -46,7 +46,7 @@ def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
             ax.set_title(f"{arm}\nfid_best {run.data.metrics['objective']:.1f}", fontsize=10)
             ax.axis("off")
     fig.suptitle(f"epoch {epoch}, seed 1, same fixed noise", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the arms' names
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return arms
