@@ -53,7 +53,7 @@ def test_invalid_values_name_key_and_allowed(override, message):
 
 @pytest.mark.parametrize("override, message", [
     ("optimizer=adagrad", "optimizer=adagrad: must be one of adam, rmsprop, sgd"),
-    ("experiment=huge", "experiment=huge: must be one of quick, seed, tiny"),
+    ("experiment=huge", "experiment=huge: must be one of best, quick, seed, tiny"),
 ])
 def test_unknown_group_option(override, message):
     with pytest.raises(ConfigError) as err:
