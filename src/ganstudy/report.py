@@ -50,6 +50,10 @@ def _finished(study: optuna.Study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+_drawing = None  # the process drawing the latest round of plots
+_drawn_for = 0  # complete trials when the plots were last drawn
+
+
 def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, storage_url: str,
                   final: bool = False) -> None:
     """Best value and params, trials.csv and the plots, logged to the study's run."""
@@ -71,15 +75,12 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
             (out / "best.json").write_text(json.dumps({"trial": best.number, "value": best.value,
                                                        "params": best.params, **best.user_attrs}, indent=2))
             client.log_artifact(parent_run_id, str(out / "best.json"))
-    if final or len(complete) >= 2 and len(complete) != _drawn_for["complete"]:
-        _drawn_for["complete"] = len(complete)  # a pruned trial changes little: redraw when one completes
+    global _drawn_for
+    if final or len(complete) >= 2 and len(complete) != _drawn_for:
+        _drawn_for = len(complete)  # a pruned trial changes little: redraw when one completes
         _draw_plots(storage_url, spec.study_name, parent_run_id, wait=final)
     if final:
         client.set_terminated(parent_run_id, "FINISHED")
-
-
-_drawing = None  # the process drawing the latest round of plots
-_drawn_for = {"complete": 0}  # complete trials when the plots were last drawn
 
 
 def _draw_plots(storage_url: str, study_name: str, parent_run_id: str, wait: bool) -> None:

@@ -26,9 +26,8 @@ def make_storage(url: str, heartbeat: Optional[int] = None):
 
 def _end_and_retry(study: optuna.Study, trial) -> None:
     """A dead worker's trial: its MLflow run ends as KILLED (no ghost RUNNING run), and the trial is queued again."""
-    from mlflow.tracking import MlflowClient
+    from ganstudy.tracking import end_if_running
 
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    if run_id and MlflowClient().get_run(run_id).info.status == "RUNNING":
-        MlflowClient().set_terminated(run_id, "KILLED")
+    if "mlflow_run_id" in trial.user_attrs:
+        end_if_running(trial.user_attrs["mlflow_run_id"], "KILLED")
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)

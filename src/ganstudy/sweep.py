@@ -122,13 +122,13 @@ def _failed(trial: optuna.Trial, reason: str) -> float:
 def _tag_run(trial: optuna.Trial, state: str) -> None:
     from mlflow.tracking import MlflowClient
 
+    from ganstudy.tracking import end_if_running
+
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id is None:  # the run never started (a setting the data refused)
         return
-    client = MlflowClient()
-    client.set_tag(run_id, Tag.TRIAL_STATE, state)
-    if client.get_run(run_id).info.status == "RUNNING":  # its process died before ending it
-        client.set_terminated(run_id, "FAILED")
+    MlflowClient().set_tag(run_id, Tag.TRIAL_STATE, state)
+    end_if_running(run_id, "FAILED")
 
 
 def run_study(spec: DictConfig) -> optuna.Study:

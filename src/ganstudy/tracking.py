@@ -109,6 +109,13 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
     return run_id, run_dir
 
 
+def end_if_running(run_id: str, status: str) -> None:
+    """End a run whose process died before it could: only a RUNNING run, so an ended one keeps its status."""
+    client = MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status)
+
+
 def logged_params(run_id: str) -> dict[str, str]:
     return MlflowClient().get_run(run_id).data.params
 
