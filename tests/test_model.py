@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from ganstudy.model import DCGAN, gan_losses, make_discriminator, make_generator, make_optimizer
+from ganstudy.model import DCGAN, gan_losses, make_discriminator, make_generator, make_optimizer, steps_per_call
 
 
 def test_article_shapes_and_sizes():
@@ -84,3 +84,26 @@ def test_weight_average_follows_the_ema_recurrence():
     assert not np.allclose(gan.ema_generator.get_weights()[0], gan.generator.get_weights()[0])
     plain = tiny_gan()
     assert plain.ema_generator is None and plain.sampler is plain.generator
+
+
+def test_steps_per_call_divides_the_epoch():
+    assert [steps_per_call(steps, 8) for steps in (250, 125, 62, 7, 1)] == [5, 5, 2, 7, 1]
+    assert steps_per_call(250, 1) == 1
+
+
+def test_steps_per_execution_changes_speed_not_results():
+    """Several steps per TensorFlow call train exactly the steps that one step per call trains."""
+    import keras
+    import tensorflow as tf
+
+    real = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
+    weights = []
+    for steps_per_execution in (1, 5):
+        keras.utils.set_random_seed(0)
+        gan = tiny_gan()
+        gan.compile(d_optimizer=gan.d_optimizer, g_optimizer=gan.g_optimizer, steps_per_execution=steps_per_execution)
+        batches = tf.data.Dataset.from_tensor_slices(real).batch(8).repeat()
+        gan.fit(batches, epochs=2, steps_per_epoch=5, verbose=0)
+        assert int(gan.g_optimizer.iterations) == int(gan.d_optimizer.iterations) == 10
+        weights.append(gan.generator.get_weights() + gan.discriminator.get_weights())
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*weights))

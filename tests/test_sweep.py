@@ -17,7 +17,7 @@ from ganstudy.config import ConfigError, compose
 
 def sweep_args(tmp_path, cache_dir, *extra):
     return ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db", f"out_dir={tmp_path}/trials",
-            f"base=[experiment=tiny,train.epochs=3,eval.detector=false,train.progress=none,train.checkpoints=latest,"
+            f"base=[experiment=tiny,train.epochs=2,eval.detector=false,train.progress=none,train.checkpoints=latest,"
             f"eval.cache_dir={cache_dir},tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
             f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
 

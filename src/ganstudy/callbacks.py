@@ -43,14 +43,18 @@ class MlflowMetrics(keras.callbacks.Callback):
     def __init__(self, steps_per_epoch: int, every_steps: int, logged_until: int = 0):
         super().__init__()
         self.steps_per_epoch, self.every_steps, self.logged_until = steps_per_epoch, every_steps, logged_until
-        self.epoch = 0
+        self.epoch = self.last_step = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.last_step = epoch * self.steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of the call: with steps_per_execution > 1 one call runs several steps.
         step = self.epoch * self.steps_per_epoch + batch + 1
-        if self.every_steps and step % self.every_steps == 0 and self.epoch + 1 > self.logged_until:
+        crossed = self.every_steps and step // self.every_steps > self.last_step // self.every_steps
+        self.last_step = step
+        if crossed and self.epoch + 1 > self.logged_until:
             mlflow.log_metrics({f"step/{k}": float(logs[k]) for k in METRICS}, step=step)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -67,6 +67,8 @@ class TrainConfig:
     label_smoothing: float = MISSING
     precision: str = MISSING
     device: Optional[str] = MISSING
+    threads: int = MISSING
+    steps_per_execution: int = MISSING
     log_every_steps: int = MISSING
     deterministic: bool = MISSING
     progress: str = MISSING
@@ -130,6 +132,8 @@ def validate(cfg: DictConfig) -> None:
     _check(0 <= t.ema_decay < 1, "train.ema_decay", t.ema_decay, "in [0, 1) (0: no weight average)")
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", t.label_smoothing, "in [0, 1)")
     _check(t.precision in PRECISIONS, "train.precision", t.precision, "one of " + ", ".join(PRECISIONS))
+    _check(t.threads >= 0, "train.threads", t.threads, "an integer >= 0 (0: all cores)")
+    _check(t.steps_per_execution >= 1, "train.steps_per_execution", t.steps_per_execution, "an integer >= 1")
     _check(t.log_every_steps >= 0, "train.log_every_steps", t.log_every_steps, "an integer >= 0")
     _check(t.progress in PROGRESS, "train.progress", t.progress, "one of " + ", ".join(PROGRESS))
     _check(e.every >= 1, "eval.every", e.every, "an integer >= 1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from ganstudy.runner import run_isolated, share_of_cores, side_by_side
 from ganstudy.tracking import Tag
 
 
@@ -44,13 +46,16 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     use_experiment(compose(list(spec.base) + ["run_dir=unused"]).tracking)
     client = MlflowClient()
     done = _finished_runs(client, parent_run_id)
-    values: dict[str, list[float]] = {}
+    values: dict[str, list] = {}
+    missing = []  # (arm, seed index, the task that trains it)
     for arm, overrides in arms(study, spec).items():
         key = fingerprint(overrides)
-        values[arm] = []
-        for seed in range(1, spec.seeds + 1):
-            found = done.get((arm, key, seed))
-            values[arm].append(found if found is not None else _train_arm(spec, parent_run_id, arm, overrides, key, seed))
+        values[arm] = [done.get((arm, key, seed)) for seed in range(1, spec.seeds + 1)]
+        missing += [(arm, i, partial(_train_arm, spec, parent_run_id, arm, overrides, key, i + 1))
+                    for i, v in enumerate(values[arm]) if v is None]
+    trained = side_by_side([task for _, _, task in missing], spec.jobs)
+    for (arm, i, _), value in zip(missing, trained):
+        values[arm][i] = value
     summary = summarize(values)
     _log(client, parent_run_id, summary, values, spec.objective)
     print_table(summary, spec)
@@ -58,13 +63,13 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
 
 
 def _train_arm(spec: DictConfig, parent_run_id: str, arm: str, overrides: list[str], key: str, seed: int) -> float:
-    from ganstudy.runner import run_isolated
-
     name = f"confirm_{arm}_seed{seed}"
     print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
     run_dir = Path(spec.out_dir) / spec.study_name / "confirm" / key / name
-    result = run_isolated(overrides + [f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"],
+    result = run_isolated(overrides + share_of_cores(spec.jobs) + [f"train.seed={seed}", f"run_dir={run_dir}",
+                                                                   f"tracking.run_name={name}"],
                           parent_run_id=parent_run_id, prestart_next=True,
+                          label=f"{arm} seed {seed}" if spec.jobs > 1 else "",
                           tags={Tag.STUDY: spec.study_name, Tag.ROLE: "confirm", Tag.ARM: arm, Tag.SEED: seed,
                                 Tag.OVERRIDES: key})
     value = result.metrics[spec.objective]

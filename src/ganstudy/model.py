@@ -143,12 +143,19 @@ class DCGAN(keras.Model):
         return {name: t.result() for name, t in self.trackers.items()}
 
 
-def build_gan(cfg) -> DCGAN:
+def steps_per_call(steps_per_epoch: int, wanted: int) -> int:
+    """The most training steps, at most `wanted`, that one TensorFlow call can run without straddling two
+    epochs: the largest divisor of the epoch's steps (Keras would run whole calls past the epoch's end)."""
+    return max(n for n in range(1, min(wanted, steps_per_epoch) + 1) if steps_per_epoch % n == 0)
+
+
+def build_gan(cfg, steps_per_execution: int = 1) -> DCGAN:
     """The configured DCGAN, compiled, with optimizer slots built (so that a checkpoint can restore them)."""
     t, m = cfg.train, cfg.model
     gan = DCGAN(make_generator(m.noise_dim, m.width, t.precision), make_discriminator(m.dropout, m.width, t.precision),
                 m.noise_dim, t.label_smoothing, seed=t.seed, ema_decay=t.ema_decay)
     gan.compile(d_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_d, t.precision),
-                g_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_g, t.precision))
+                g_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_g, t.precision),
+                steps_per_execution=steps_per_execution)
     gan.build_optimizers()
     return gan

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from ganstudy.config import ConfigError
 from ganstudy.train import Diverged, OnEval, OnStart, RunResult
@@ -25,25 +25,31 @@ class RunFailed(RuntimeError):
     """The run raised, or its process died; the message says which and why."""
 
 
-_spare = None  # a child that has imported TensorFlow and waits for its run: the next trial starts at once
+# Per calling thread (a sweep with jobs > 1 runs trials from several): a child that has imported TensorFlow
+# and waits for its run, so that the thread's next run starts at once.
+_local = threading.local()
+_running: set = set()  # the processes of the runs in progress, for stop_all()
+_running_lock = threading.Lock()
 
 
 def run_isolated(overrides: list[str], on_eval: Optional[OnEval] = None, on_start: Optional[OnStart] = None,
                  parent_run_id: Optional[str] = None, tags: Optional[dict] = None,
-                 prestart_next: bool = False) -> RunResult:
+                 prestart_next: bool = False, label: str = "") -> RunResult:
     """train(compose(overrides)) in a spawned child; raises ConfigError, Diverged or RunFailed as train() would.
 
     `prestart_next` starts the next run's child now, so that its imports overlap this run (a sweep's trials).
+    `label` prefixes every line the child prints (runs side by side).
     """
-    global _spare
-    job = (list(overrides), parent_run_id, tags or {})
-    proc, conn = _spare or _spawn()
+    job = (list(overrides), parent_run_id, tags or {}, label)
+    proc, conn = getattr(_local, "spare", None) or _spawn()
     try:
         conn.send(job)
     except OSError:  # the spare died while it waited
         proc, conn = _spawn()
         conn.send(job)
-    _spare = _spawn() if prestart_next else None
+    _local.spare = _spawn() if prestart_next else None
+    with _running_lock:
+        _running.add(proc)
     try:
         return _serve(conn, proc, on_eval, on_start)
     except BaseException:
@@ -51,6 +57,70 @@ def run_isolated(overrides: list[str], on_eval: Optional[OnEval] = None, on_star
         raise
     finally:
         conn.close()
+        with _running_lock:
+            _running.discard(proc)
+
+
+interrupted = threading.Event()  # Ctrl-C, or a failed task of side_by_side: no new run starts
+
+
+def share_of_cores(jobs: int) -> list[str]:
+    """The overrides that give each of `jobs` runs side by side its share of this machine's cores
+    (TensorFlow would take them all in each)."""
+    if jobs == 1:
+        return []
+    return [f"train.threads={max(1, len(os.sched_getaffinity(0)) // jobs)}"]
+
+
+def side_by_side(tasks: list[Callable[[], Any]], jobs: int) -> list:
+    """Call the tasks in `jobs` threads (each task typically waits on run_isolated); their results, in order.
+
+    Ctrl-C, which only the main thread sees, or an error in a task ends every run in progress as Ctrl-C
+    ends one, and is raised here once the threads are done.
+    """
+    results, errors = [None] * len(tasks), []
+    queue = iter(enumerate(tasks))
+    queue_lock = threading.Lock()
+
+    def worker() -> None:
+        while not (interrupted.is_set() or errors):
+            with queue_lock:
+                i, task = next(queue, (None, None))
+            if task is None:
+                return
+            try:
+                results[i] = task()
+            except BaseException as err:  # noqa: BLE001 - raised in the main thread
+                errors.append(err)
+
+    threads = [threading.Thread(target=worker, name=f"ganstudy-job-{i}") for i in range(min(jobs, len(tasks)))]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads) and not errors:
+            for t in threads:
+                t.join(0.5)
+    except KeyboardInterrupt:
+        errors.insert(0, KeyboardInterrupt())
+    if errors:
+        interrupted.set()
+        _stop_all()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _stop_all() -> None:
+    """End every run in progress as _stop does, together."""
+    with _running_lock:
+        procs = list(_running)
+    threads = [threading.Thread(target=_stop, args=(p,)) for p in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _spawn():
@@ -115,7 +185,9 @@ def _child(conn) -> None:
 
         import tensorflow  # noqa: F401 - the slow import, done before the run is asked for
 
-        overrides, parent_run_id, tags = conn.recv()
+        overrides, parent_run_id, tags, label = conn.recv()
+        if label:
+            sys.stdout, sys.stderr = _Prefixed(sys.stdout, label), _Prefixed(sys.stderr, label)
         result = train(compose(overrides), on_eval=on_eval, on_start=on_start, parent_run_id=parent_run_id, tags=tags)
         conn.send(("done", result.run_id, str(result.run_dir), {**result.metrics, "peak_rss_mb": _peak_rss_mb()}))
     except (KeyboardInterrupt, EOFError):  # Ctrl-C, or a spare whose parent ended
@@ -130,6 +202,28 @@ def _child(conn) -> None:
             _end_run(run, "KILLED")
             sys.exit(130)
         conn.send(("failed", f"{type(err).__name__}: {err}"))
+
+
+class _Prefixed:
+    """A text stream that starts every line with `[label] ` (not a terminal: no progress bars)."""
+
+    def __init__(self, stream, label: str):
+        self.stream, self.prefix, self.at_line_start = stream, f"[{label}] ", True
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines(keepends=True):
+            self.stream.write(self.prefix + line if self.at_line_start else line)
+            self.at_line_start = line.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):  # encoding, fileno, ...: the stream's own
+        return getattr(self.stream, name)
 
 
 def _interrupt_once() -> None:

@@ -21,22 +21,19 @@ from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
-from ganstudy.runner import RunFailed, run_isolated
+from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
 from ganstudy.storage import DEFAULT_STORAGE, make_storage
 from ganstudy.tracking import Tag, sqlite_init_lock
 from ganstudy.train import Diverged
 
-_interrupted = threading.Event()
-
-
 def _on_sigint(signum, frame):
     # The flag outlives a KeyboardInterrupt that lands where Python ignores it (a gc callback).
-    _interrupted.set()
+    interrupted.set()
     raise KeyboardInterrupt
 
 
 def _stop_if_interrupted() -> None:
-    if _interrupted.is_set():
+    if interrupted.is_set():
         raise KeyboardInterrupt
 
 
@@ -56,7 +53,8 @@ def make_sampler(spec: DictConfig, n_existing: int) -> optuna.samplers.BaseSampl
     seed = None if spec.sampler.seed is None else spec.sampler.seed + n_existing
     if spec.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.n_startup_trials)
+    # constant_liar: trials still running (other jobs, other workers) count as bad, so none is proposed twice.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.n_startup_trials, constant_liar=True)
 
 
 def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -74,13 +72,15 @@ def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
 
 def objective_fn(spec: DictConfig, parent_run_id: str):
     """The Optuna objective: one training run, in a child process, nested under the study's MLflow run."""
+    base = sweep_spec.trial_base(spec)
 
     def objective(trial: optuna.Trial) -> float:
-        overrides = list(spec.base) + sweep_spec.suggest(trial, spec.space) + [
+        _taking.done()
+        overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(spec.jobs) + [
             f"run_dir={Path(spec.out_dir) / spec.study_name / f'trial_{trial.number:04d}'}",
             f"tracking.run_name=trial_{trial.number}"]
         trial.set_user_attr("overrides", overrides)
-        print(f"\ntrial {trial.number}: {' '.join(overrides[len(spec.base):-2])}", flush=True)
+        print(f"\ntrial {trial.number}: {' '.join(overrides[len(base):-2])}", flush=True)
         pruned = False
 
         def on_eval(epoch: int, metrics: dict) -> bool:
@@ -95,8 +95,10 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
 
         tags = {Tag.STUDY: spec.study_name, Tag.ROLE: "trial", Tag.TRIAL: trial.number}
         try:
-            result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags, prestart_next=True)
+            result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags, prestart_next=True,
+                                  label=f"trial {trial.number}" if spec.jobs > 1 else "")
         except (Diverged, RunFailed, ConfigError) as err:  # one broken trial must not end the study
+            _stop_if_interrupted()  # a run that Ctrl-C ended is not a failed trial: it runs again
             return _failed(trial, str(err))
         _stop_if_interrupted()
         value = result.metrics.get(spec.objective, float("nan"))
@@ -131,17 +133,54 @@ def _tag_run(trial: optuna.Trial, state: str) -> None:
     end_if_running(run_id, "FAILED")
 
 
+class _TakingTurns:
+    """One thread of this worker at a time takes its next trial from the storage, until its objective starts:
+    Optuna's pop of a queued trial is not atomic on SQLite, and two threads could take the same one."""
+
+    def __init__(self):
+        self.lock, self.mine = threading.Lock(), threading.local()
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.mine.held = True
+
+    def done(self) -> None:
+        if getattr(self.mine, "held", False):
+            self.mine.held = False
+            self.lock.release()
+
+    def __exit__(self, *exc):
+        self.done()
+
+
+_taking = _TakingTurns()
+_report_lock = threading.Lock()
+
+
 def run_study(spec: DictConfig) -> optuna.Study:
-    """Run trials until the study holds spec.n_trials counted trials, none of them still running; return it."""
+    """Run trials until the study holds spec.n_trials counted trials, none of them still running; return it.
+    With spec.jobs > 1, that many threads of this worker do so side by side, each with its trial's process."""
     from ganstudy import report
 
     url = spec.storage or DEFAULT_STORAGE
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
-        base = compose(list(spec.base) + ["run_dir=unused"])
+        base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
         parent = report.parent_run(study, spec, base.tracking)
-    study.pruner = make_pruner(spec, base.train.epochs)
     objective = objective_fn(spec, parent)
+
+    def work() -> None:
+        # Each thread asks through a Study of its own: the sampler is set per trial.
+        mine = optuna.load_study(study_name=spec.study_name, storage=storage, pruner=make_pruner(spec, base.train.epochs))
+        _work(mine, storage, spec, objective, lambda: report.update_parent(mine, spec, parent, url))
+
+    side_by_side([work] * spec.jobs, spec.jobs)
+    report.update_parent(study, spec, parent, url, final=True)
+    return study
+
+
+def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial) -> None:
+    """One thread's loop: a trial while the study needs more, then wait for the running ones to end."""
     waiting_said = False
     while True:
         _stop_if_interrupted()
@@ -152,17 +191,17 @@ def run_study(spec: DictConfig) -> optuna.Study:
         if (done := counted_trials(study)) < spec.n_trials or queued:
             study.sampler = make_sampler(spec, len(trials))
             print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
-            study.optimize(objective, n_trials=1)
-            report.update_parent(study, spec, parent, url)
+            with _taking:  # released when the objective starts
+                study.optimize(objective, n_trials=1)
+            with _report_lock:  # one thread at a time redraws the study's report
+                after_trial()
         elif any(t.state == TrialState.RUNNING for t in trials):
             if not waiting_said:  # other workers' trials, or a dead worker's until its heartbeat runs out
                 print("waiting for running trials to end ...", flush=True)
                 waiting_said = True
             time.sleep(min(spec.heartbeat, 5))
         else:
-            break
-    report.update_parent(study, spec, parent, url, final=True)
-    return study
+            return
 
 
 def _open_study(spec: DictConfig, url: str, attempts: int = 5):

@@ -41,10 +41,13 @@ class SweepSpec:
     objective: str = "fid_best"
     n_trials: int = 20
     storage: Optional[str] = None        # an Optuna storage URL; null: SQLite under mlruns/
+    jobs: int = 1                        # trials (and confirm runs) this worker trains at once, on cores/jobs each
     heartbeat: int = 60                  # seconds; a trial silent for 2 heartbeats is failed and retried
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
-    base: list = field(default_factory=list)        # overrides every trial starts from
+    base: list = field(default_factory=list)        # overrides every trial and every confirm run starts from
+    trial_overrides: list = field(default_factory=list)  # only the study's trials: e.g. a shorter budget to rank
+                                                          # settings by; confirm trains the arms at base's budget
     baseline: list = field(default_factory=list)    # overrides that make the base the article's settings
     space: dict = field(default_factory=dict)       # override key -> {low, high, log, step} or {choices}
     enqueue: list = field(default_factory=list)     # settings ({space key: value}) tried first: a warm start
@@ -79,6 +82,11 @@ def load(name: str, overrides: list[str] = ()) -> DictConfig:
     return spec
 
 
+def trial_base(spec: DictConfig) -> list[str]:
+    """The overrides every trial starts from: base, then trial_overrides."""
+    return list(spec.base) + list(spec.trial_overrides)
+
+
 def runnable(overrides: list[str]) -> DictConfig:
     """The composed run config, checked as train() checks it (ranges, and sizes against the data)."""
     cfg = compose(overrides + ["run_dir=unused"])
@@ -107,6 +115,8 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, f"direction={spec.direction}: must be minimize or maximize")
     if spec.n_trials < 1:
         _fail(name, f"n_trials={spec.n_trials}: must be an integer >= 1")
+    if spec.jobs < 1:
+        _fail(name, f"jobs={spec.jobs}: must be an integer >= 1")
     if spec.seeds < 1:
         _fail(name, f"seeds={spec.seeds}: must be an integer >= 1")
     if spec.sampler.name not in SAMPLERS:
@@ -116,14 +126,15 @@ def check(spec: DictConfig, name: str) -> None:
     if not spec.space:
         _fail(name, "space is empty: name at least one setting to search")
     try:  # the base and the article's settings must be runs that can work
-        base = runnable(list(spec.base))
+        base = runnable(trial_base(spec))
+        runnable(list(spec.base))
         runnable(list(spec.base) + list(spec.baseline))
         check_objective(spec.objective, base)
     except ConfigError as err:
         _fail(name, str(err))
     groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
     for key, param in spec.space.items():
-        _check_param(name, key, param, base, groups, spec.space, list(spec.base))
+        _check_param(name, key, param, base, groups, spec.space, trial_base(spec))
     for i, params in enumerate(spec.enqueue):
         _check_enqueued(name, f"enqueue[{i}]", params, spec.space)
 

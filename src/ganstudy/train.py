@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ganstudy.config import check_against_data, check_group_choices, exit_on_config_error, flatten, validate
+from ganstudy.config import ConfigError, check_against_data, check_group_choices, exit_on_config_error, flatten, validate
 
 # Called after every evaluation with (epoch, metrics); returning True stops training after this epoch.
 OnEval = Callable[[int, dict], bool]
@@ -48,6 +48,7 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
     Raises ConfigError for settings that cannot work (before any run exists) and Diverged.
     """
     validate(cfg)
+    _use_threads(cfg.train.threads)
     data = _load_data(cfg)
     from ganstudy import tracking
 
@@ -55,6 +56,21 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
     params = _params(cfg)
     run_id, run_dir = tracking.resume_target(cfg, params)
     return _fit(cfg, data, run_id, run_dir.resolve(), params, (on_start, on_eval), parent_run_id, tags)
+
+
+def _use_threads(n: int) -> None:
+    """TensorFlow's thread pools (0: its default, all cores); settable only before its first op."""
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    if n == threading.get_intra_op_parallelism_threads():
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(n)
+        threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        raise ConfigError(f"train.threads={n}: TensorFlow already runs in this process with "
+                          f"{threading.get_intra_op_parallelism_threads()} (0: all cores); set it in a new process") from None
 
 
 def _load_data(cfg: DictConfig) -> _Data:
@@ -98,7 +114,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
 
     from ganstudy.classifier import feature_net
     from ganstudy.evaluate import Evaluator
-    from ganstudy.model import build_gan
+    from ganstudy.model import build_gan, steps_per_call
 
     t = cfg.train
     net = feature_net(data.splits, cfg.eval.cache_dir)
@@ -107,7 +123,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     with tf.device(t.device) if t.device else contextlib.nullcontext():
-        gan = build_gan(cfg)
+        gan = build_gan(cfg, steps_per_call(data.steps, t.steps_per_execution))
         manager, epoch_var = _restore(gan, cfg, run_dir, resuming=run_id is not None)
         run_dir.mkdir(parents=True, exist_ok=True)
         with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=mlflow.active_run() is not None,
