@@ -53,3 +53,34 @@ def count_runs(store: str) -> int:
 
     client = MlflowClient(store)
     return sum(len(client.search_runs([e.experiment_id])) for e in client.search_experiments())
+
+
+def sweep_args(tmp_path, cache_dir, *extra):
+    """`python -m ganstudy.sweep` arguments for the tiny study, its storage, runs and files in tmp_path."""
+    return ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db", f"out_dir={tmp_path}/trials",
+            f"base=[experiment=tiny,train.epochs=2,eval.detector=false,train.progress=none,train.checkpoints=latest,"
+            f"eval.cache_dir={cache_dir},tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
+            f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
+
+
+def start(tmp_path, args, new_session=False):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "ganstudy.sweep", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
+
+
+def load(tmp_path):
+    import optuna
+
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, cache_dir):
+    """The tiny sweep, run once to its end: its folder, with what the command printed in sweep.log."""
+    tmp_path = tmp_path_factory.mktemp("tiny_study")
+    proc = start(tmp_path, sweep_args(tmp_path, cache_dir))
+    out, _ = proc.communicate(timeout=600)
+    (tmp_path / "sweep.log").write_text(out)
+    assert proc.returncode == 0, out
+    return tmp_path

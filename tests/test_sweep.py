@@ -1,10 +1,12 @@
 """The study: the tiny sweep's regression run, resume after Ctrl-C, a killed worker, two workers, bad files."""
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -13,23 +15,7 @@ from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose
-
-
-def sweep_args(tmp_path, cache_dir, *extra):
-    return ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db", f"out_dir={tmp_path}/trials",
-            f"base=[experiment=tiny,train.epochs=2,eval.detector=false,train.progress=none,train.checkpoints=latest,"
-            f"eval.cache_dir={cache_dir},tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
-            f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
-
-
-def start(tmp_path, args, new_session=False):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "ganstudy.sweep", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
-
-
-def load(tmp_path):
-    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+from conftest import load, start, sweep_args
 
 
 def trials_so_far(tmp_path):
@@ -50,16 +36,6 @@ def wait_for(predicate, proc, limit=600):
 
 def ended(trials):
     return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-
-
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory, cache_dir):
-    """The tiny sweep, run once to its end: its folder."""
-    tmp_path = tmp_path_factory.mktemp("tiny_study")
-    proc = start(tmp_path, sweep_args(tmp_path, cache_dir))
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    return tmp_path
 
 
 @pytest.mark.slow
@@ -95,6 +71,15 @@ def test_tiny_sweep_regression(tiny_study, cache_dir):
     assert len({t.user_attrs["peak_rss_mb"] for t in trials}) == 4 and all(t.user_attrs["peak_rss_mb"] > 100 for t in trials)
     assert all(client.get_run(t.user_attrs["mlflow_run_id"]).info.status == "FINISHED" for t in trials)
     assert not list((tmp_path / "trials").glob("*/*/checkpoints"))
+    # Trials train at trial_overrides' budget (3 epochs; confirm runs at base's 2).
+    assert {client.get_run(t.user_attrs["mlflow_run_id"]).data.params["train.epochs"] for t in trials} == {"3"}
+    # The study page and every HTML plot work offline: pictures inside the page, plotly.js beside the plots.
+    report = Path(client.download_artifacts(parent_id, "report", str(tmp_path / "download")))
+    page = (report / "index.html").read_text()
+    assert "Best trial" in page and "complete trials" in page and page.count("src='data:image/") >= 4
+    scripts = [src for f in report.glob("*.html") for src in re.findall(r"<script[^>]*src=[\"']([^\"']+)", f.read_text())]
+    assert scripts and set(scripts) == {"plotly.min.js"} and (report / "plotly.min.js").exists()
+    assert not re.search(r"<(img|script|link)[^>]*(src|href)=[\"']https?:", page)
     # Rerunning a finished study adds nothing.
     again = start(tmp_path, sweep_args(tmp_path, cache_dir))
     again.communicate(timeout=300)
@@ -215,12 +200,17 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, cach
     from ganstudy.confirm import confirm
 
     tmp_path = tiny_study
-    spec = sweep_spec.load("tiny", sweep_args(tmp_path, cache_dir)[1:] + ["seeds=2"])
+    spec = sweep_spec.load("tiny", sweep_args(tmp_path, cache_dir)[1:] + ["seeds=2", "jobs=2"])
     study = load(tmp_path)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     summary = confirm(study, spec, parent_id)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = confirm_runs(client, parent_id)
+    # Two runs at a time, each on half the cores, at base's budget (2 epochs; trials train 3).
+    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert {(r.data.params["train.threads"], r.data.params["train.epochs"]) for r in runs} == {(threads, "2")}
+    starts = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    assert any(nxt[0] < prev[1] for prev, nxt in zip(starts, starts[1:]))  # some ran side by side
     assert sorted((r.data.tags["ganstudy.which"], r.data.tags["ganstudy.seed"]) for r in runs) == [
         ("article", "1"), ("article", "2"), ("best", "1"), ("best", "2"), ("tiny", "1"), ("tiny", "2")]
     values = {arm: [r.data.metrics["objective"] for r in runs if r.data.tags["ganstudy.which"] == arm]
@@ -242,6 +232,9 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, cach
     assert {"confirm.png", "confirm.json"} <= {a.path for a in client.list_artifacts(parent_id)}
     out = capsys.readouterr().out
     assert "best vs tiny: ratio" in out and "best vs article: ratio" in out
+    assert f"#/experiments/{client.get_run(parent_id).info.experiment_id}/runs/{parent_id}?workflowType=machine_learning" in out
+    page = Path(client.download_artifacts(parent_id, "report/index.html", str(tmp_path / "after_confirm")))
+    assert "Confirmation: the best settings" in page.read_text()  # the study page shows the table now
 
     confirm(study, spec, parent_id)  # a rerun finds the finished runs and trains nothing
     assert len(confirm_runs(client, parent_id)) == 6

@@ -46,6 +46,19 @@ def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_p
     assert result["d_loss"] == run.data.metrics["d_loss"] and set(EPOCH_METRICS) <= set(result)
 
 
+def test_grids_are_mlflow_images_and_step_losses_follow_the_calls(tiny_overrides, store, capsys):
+    """Each epoch's grid is an MLflow image at step = epoch (the UI's slider). With 8 steps an epoch in one
+    call (steps_per_execution=8), running losses every 4 steps come once per call: at steps 8 and 16."""
+    made = train(compose(tiny_overrides + ["train.epochs=2", "train.steps_per_execution=8"]))
+    client = MlflowClient(store)
+    images = [p for p in artifact_paths(client, made.run_id) if p.startswith("images/") and not p.endswith(".webp")]
+    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in images) == [1, 2]
+    assert all(p.startswith("images/samples+step+") and p.endswith(".png") for p in images)
+    assert sorted(m.step for m in client.get_metric_history(made.run_id, "step/d_loss")) == [8, 16]
+    exp = client.get_run(made.run_id).info.experiment_id
+    assert f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{made.run_id}?workflowType=machine_learning" in capsys.readouterr().out
+
+
 EVAL_METRICS = ("fid", "kid", "mnist_score", "precision", "recall", "modes_covered", "class_kl", "d_auc", "d_ap",
                 "fid_best", "fid_best_epoch")
 

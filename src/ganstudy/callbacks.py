@@ -79,16 +79,20 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """After every epoch, G's images for one fixed noise batch as samples/epoch_NNNN.png in the run."""
+    """After every epoch, G's images for one fixed noise batch: samples/epoch_NNNN.png in the run, and the
+    same grid as the MLflow image `samples` at step = epoch (the UI's step slider; grids of runs side by side)."""
 
-    def __init__(self, generator: keras.Model, noise: np.ndarray, samples_dir: Path):
+    def __init__(self, generator: keras.Model, noise: np.ndarray, samples_dir: Path, logged_until: int = 0):
         super().__init__()
-        self.generator, self.noise, self.samples_dir = generator, noise, samples_dir
+        self.generator, self.noise, self.samples_dir, self.logged_until = generator, noise, samples_dir, logged_until
 
     def on_epoch_end(self, epoch, logs=None):
         images = to_uint8(self.generator(self.noise, training=False))
-        path = save_png(self.samples_dir / f"epoch_{epoch + 1:04d}.png", grid(images))
+        picture = grid(images)
+        path = save_png(self.samples_dir / f"epoch_{epoch + 1:04d}.png", picture)
         mlflow.log_artifact(str(path), "samples")
+        if epoch + 1 > self.logged_until:  # a resumed run's replayed epoch has its image already
+            mlflow.log_image(picture, key="samples", step=epoch + 1)
 
 
 class Checkpointing(keras.callbacks.Callback):

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ganstudy.runner import run_isolated, share_of_cores, side_by_side
-from ganstudy.tracking import Tag
+from ganstudy.tracking import RUN_ID_FILE, Tag
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
@@ -59,6 +59,10 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     summary = summarize(values)
     _log(client, parent_run_id, summary, values, spec.objective)
     print_table(summary, spec)
+    from ganstudy.report import parent_hint, redraw
+
+    redraw(spec, parent_run_id)
+    print(f"confirm.png and confirm.json are in the study's MLflow run:\n{parent_hint(parent_run_id)}", flush=True)
     return summary
 
 
@@ -66,8 +70,10 @@ def _train_arm(spec: DictConfig, parent_run_id: str, arm: str, overrides: list[s
     name = f"confirm_{arm}_seed{seed}"
     print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
     run_dir = Path(spec.out_dir) / spec.study_name / "confirm" / key / name
-    result = run_isolated(overrides + share_of_cores(spec.jobs) + [f"train.seed={seed}", f"run_dir={run_dir}",
-                                                                   f"tracking.run_name={name}"],
+    # A run that an earlier, interrupted confirm left there is continued from its latest checkpoint.
+    resume = [f"resume={run_dir}"] if (run_dir / RUN_ID_FILE).is_file() else []
+    result = run_isolated(overrides + share_of_cores(spec.jobs) + resume + [
+                              f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"],
                           parent_run_id=parent_run_id, prestart_next=True,
                           label=f"{arm} seed {seed}" if spec.jobs > 1 else "",
                           tags={Tag.STUDY: spec.study_name, Tag.ROLE: "confirm", Tag.ARM: arm, Tag.SEED: seed,

@@ -83,10 +83,13 @@ def _read_idx_dir(folder: Path) -> Splits:
 
 
 def _read_idx(p: Path) -> np.ndarray:
-    raw = (gzip.open if p.suffix == ".gz" else open)(p, "rb").read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        raw = (gzip.open if p.suffix == ".gz" else open)(p, "rb").read()
+        ndim = raw[3]
+        shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, EOFError, IndexError, ValueError) as err:  # truncated, not gzip, not IDX
+        raise ConfigError(f"data.path={p}: not an IDX file ({type(err).__name__})") from None
 
 
 def _checked(a: np.ndarray, p: Path) -> np.ndarray:

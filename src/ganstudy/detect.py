@@ -21,7 +21,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="PNG/JPEG images (grey, or turned grey and resized to 28x28) or .npz arrays of images")
     p.add_argument("--json", action="store_true", help="one JSON object per image, per line")
     p.add_argument("--threshold", type=float, default=0.5, help="p_real at or above it: 'real' (default %(default)s)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for path in args.files:
+        if path.is_dir():
+            p.error(f"{path}: is a folder; give image files (for example {path}/*.png)")
+    return args
 
 
 def read_images(path: Path) -> Iterator[tuple[str, np.ndarray]]:

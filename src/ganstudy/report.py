@@ -3,6 +3,7 @@ a CSV of all trials and Optuna's plots."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -78,15 +79,22 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
     global _drawn_for
     if final or len(complete) >= 2 and len(complete) != _drawn_for:
         _drawn_for = len(complete)  # a pruned trial changes little: redraw when one completes
-        _draw_plots(storage_url, spec.study_name, parent_run_id, wait=final)
+        _draw_plots(storage_url, spec, parent_run_id, wait=final)
     if final:
         client.set_terminated(parent_run_id, "FINISHED")
 
 
-def _draw_plots(storage_url: str, study_name: str, parent_run_id: str, wait: bool) -> None:
-    """Draw the plots in a spawned process of its own, while the next trial trains: plotting (matplotlib,
-    plotly, fANOVA importances) would otherwise hold it up and grow the sweep's memory. A round that
-    finds the last one still drawing is skipped; the final round waits for it and for itself."""
+def redraw(spec: DictConfig, parent_run_id: str) -> None:
+    """Draw the plots and the study page again, and wait (after confirm: the page shows its table)."""
+    from ganstudy.storage import DEFAULT_STORAGE
+
+    _draw_plots(spec.storage or DEFAULT_STORAGE, spec, parent_run_id, wait=True)
+
+
+def _draw_plots(storage_url: str, spec: DictConfig, parent_run_id: str, wait: bool) -> None:
+    """Draw the plots and the study page in a spawned process of its own, while the next trial trains:
+    plotting (matplotlib, plotly, fANOVA importances) would otherwise hold it up and grow the sweep's memory.
+    A round that finds the last one still drawing is skipped; the final round waits for it and for itself."""
     import multiprocessing
 
     global _drawing
@@ -95,20 +103,26 @@ def _draw_plots(storage_url: str, study_name: str, parent_run_id: str, wait: boo
             return
         _drawing.join()
     ctx = multiprocessing.get_context("spawn")
-    _drawing = ctx.Process(target=_plot_job, args=(storage_url, study_name, parent_run_id, mlflow.get_tracking_uri()),
+    _drawing = ctx.Process(target=_plot_job, args=(storage_url, spec.study_name, spec.objective, parent_run_id,
+                                                   mlflow.get_tracking_uri()),
                            daemon=True, name="ganstudy-plots")
     _drawing.start()
     if wait:
         _drawing.join()
 
 
-def _plot_job(storage_url: str, study_name: str, parent_run_id: str, tracking_uri: str) -> None:
+def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: str, tracking_uri: str) -> None:
+    from ganstudy import study_page
     from ganstudy.storage import make_storage
 
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # the page downloads trials' pictures
+    mlflow.set_tracking_uri(tracking_uri)
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     with tempfile.TemporaryDirectory() as tmp:
-        _plots(study, Path(tmp) / "report")
-        MlflowClient(tracking_uri).log_artifacts(parent_run_id, str(Path(tmp) / "report"), "report")
+        folder = Path(tmp) / "report"
+        _plots(study, folder)
+        study_page.write(study, objective, parent_run_id, folder, folder / "index.html")
+        MlflowClient().log_artifacts(parent_run_id, str(folder), "report")
 
 
 def _now() -> int:
@@ -133,7 +147,8 @@ def _plots(study: optuna.Study, folder: Path) -> None:
         try:
             with warnings.catch_warnings():  # few-trial studies make matplotlib and Optuna complain
                 warnings.simplefilter("ignore", UserWarning)
-                getattr(vis, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="cdn")
+                # plotly.js is written once beside the pages, not taken from a CDN: they work offline.
+                getattr(vis, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="directory")
                 result = getattr(vis_mpl, f"plot_{name}")(study)
             fig = (result.flat[0] if hasattr(result, "flat") else result).figure
             fig.savefig(folder / f"{name}.png", dpi=90, bbox_inches="tight")
@@ -151,3 +166,12 @@ def print_summary(study: optuna.Study, spec: DictConfig) -> None:
         print(f"best: trial {best.number}, {spec.objective} = {best.value:.4g}")
         for key, value in best.params.items():
             print(f"  {key} = {value}")
+    print(f"the study's MLflow run (trials nested under it, report/index.html in its artifacts):\n"
+          f"{parent_hint(study.user_attrs[PARENT_ATTR])}", flush=True)
+
+
+def parent_hint(parent_run_id: str) -> str:
+    from ganstudy.tracking import ui_hint
+
+    run = MlflowClient().get_run(parent_run_id)
+    return ui_hint(mlflow.get_tracking_uri(), run.info.experiment_id, parent_run_id)

@@ -9,6 +9,26 @@ import optuna
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 
 
+def check_url(url: str) -> None:
+    """A storage a sweep can open: a database URL of a dialect SQLAlchemy knows, or a journal file path."""
+    if "://" not in url:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from ganstudy.config import ConfigError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        raise ConfigError(f"storage={url}: not a database URL that SQLAlchemy knows (sqlite:///FILE, "
+                          "postgresql://..., mysql://...) nor a journal file path") from None
+
+
+JOURNAL_NOTE = ("a journal-file storage has no heartbeat: a trial whose worker died stays RUNNING and a rerun "
+                "waits for it; an SQLite or PostgreSQL URL has such trials failed and retried")
+
+
 def make_storage(url: str, heartbeat: Optional[int] = None):
     """Optuna storage with a heartbeat: a trial whose worker died is failed after 2 beats and retried once."""
     if url.startswith("sqlite:///"):

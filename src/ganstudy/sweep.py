@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
-from ganstudy.storage import DEFAULT_STORAGE, make_storage
+from ganstudy.storage import DEFAULT_STORAGE, JOURNAL_NOTE, make_storage
 from ganstudy.tracking import Tag, sqlite_init_lock
 from ganstudy.train import Diverged
 
@@ -167,6 +167,8 @@ def run_study(spec: DictConfig) -> optuna.Study:
         storage, study = _open_study(spec, url)
         base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
         parent = report.parent_run(study, spec, base.tracking)
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        print(f"note: {JOURNAL_NOTE}", file=sys.stderr, flush=True)
     objective = objective_fn(spec, parent)
 
     def work() -> None:

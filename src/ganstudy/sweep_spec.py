@@ -7,10 +7,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganstudy.config import ConfigError, check_against_data, check_objective, compose, group_options, validate
+from ganstudy.storage import check_url
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("asha", "median", "hyperband", "none")
@@ -76,6 +78,10 @@ def load(name: str, overrides: list[str] = ()) -> DictConfig:
         raise ConfigError(f"sweep={name}: no such sweep file; choose one of {', '.join(available())} or a .yaml path")
     try:
         spec = OmegaConf.merge(OmegaConf.structured(SweepSpec), OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f", line {where.line + 1}" if where else ""
+        raise ConfigError(f"sweep={name}: not valid YAML ({getattr(err, 'problem', None) or err}{line})") from None
     except OmegaConfBaseException as err:
         raise ConfigError(f"sweep={name}: {str(err).splitlines()[0]} (keys: {', '.join(SweepSpec.__dataclass_fields__)})") from None
     check(spec, name)
@@ -115,6 +121,11 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, f"direction={spec.direction}: must be minimize or maximize")
     if spec.n_trials < 1:
         _fail(name, f"n_trials={spec.n_trials}: must be an integer >= 1")
+    if spec.storage:
+        try:
+            check_url(spec.storage)
+        except ConfigError as err:
+            _fail(name, str(err))
     if spec.jobs < 1:
         _fail(name, f"jobs={spec.jobs}: must be an integer >= 1")
     if spec.seeds < 1:

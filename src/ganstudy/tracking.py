@@ -11,8 +11,10 @@ from mlflow.tracking import MlflowClient
 from ganstudy.config import ConfigError
 
 RUN_ID_FILE = "mlflow_run_id.txt"
-# Keys that may differ between a run and its resumption (epochs: to train a finished run longer).
-RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "tracking.")
+# Keys that may differ between a run and its resumption (epochs: to train a finished run longer; threads and
+# steps per call change speed, not results).
+RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "train.threads", "train.steps_per_execution",
+                     "tracking.")
 
 
 class Tag:
@@ -23,8 +25,35 @@ class Tag:
     STUDY, ROLE = "ganstudy.study", "ganstudy.role"            # a sweep's runs: role study, trial or confirm
     TRIAL, TRIAL_STATE = "ganstudy.trial", "ganstudy.trial_state"
     ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
-# Without this tag the MLflow 3 UI opens the experiment in its GenAI view.
+# Marks the experiment as model training (MLflow 3's UI still opens it in its GenAI view: see ui_hint).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def ui_hint(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """How to see a run (or its experiment) in the MLflow UI: the command that starts the UI over a local
+    store, and a link that opens the model-training view. MLflow 3.17 opens every experiment in its GenAI
+    view unless the URL asks for `workflowType=machine_learning`."""
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+    link = (f"{server or LOCAL_UI}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+            + "?workflowType=machine_learning")
+    if server:
+        return f"  see it: {link}"
+    return f"  see it: mlflow ui --backend-store-uri {uri}\n          then open {link}"
+
+
+def check_server(uri: str, timeout: float = 10) -> None:
+    """A tracking server must answer before any work starts (MLflow itself retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as err:
+        reason = type(err).__name__
+        raise ConfigError(f"tracking.uri={uri}: no MLflow server answers there ({reason}); start one, or unset "
+                          "MLFLOW_TRACKING_URI for the local store") from None
 
 
 def _is_local(uri: str) -> bool:
@@ -52,6 +81,7 @@ def sqlite_init_lock(uri: str):
 
 def use_experiment(tracking_cfg) -> str:
     """Point MLflow at the configured store and experiment (created on first use); return its id."""
+    check_server(tracking_cfg.uri)
     mlflow.set_tracking_uri(tracking_cfg.uri)
     with sqlite_init_lock(tracking_cfg.uri):
         return _experiment_id(tracking_cfg)
@@ -88,8 +118,15 @@ def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
         run = MlflowClient().get_run(ref)
     except MlflowException:
         raise ConfigError(f"{key}{ref}: no such run directory, nor a run id in {mlflow.get_tracking_uri()}") from None
-    run_dir = run.data.tags.get(Tag.RUN_DIR)
-    return run.info.run_id, Path(run_dir) if run_dir and Path(run_dir).is_dir() else None
+    return run.info.run_id, _own_folder(run.data.tags.get(Tag.RUN_DIR), run.info.run_id)
+
+
+def _own_folder(folder: str | None, run_id: str) -> Path | None:
+    """The folder a run's tag names, if it still holds that run (its id file says so): a folder that now
+    holds another run, or none, is not written to."""
+    if folder and (Path(folder) / RUN_ID_FILE).is_file() and (Path(folder) / RUN_ID_FILE).read_text().strip() == run_id:
+        return Path(folder)
+    return None
 
 
 def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
@@ -97,6 +134,9 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
     checkpoints, grids and models from the artifact store. Settings must match the run's."""
     run_dir = Path(cfg.run_dir)
     if not cfg.resume:
+        if (run_dir / RUN_ID_FILE).is_file():
+            raise ConfigError(f"run_dir={run_dir}: holds run {(run_dir / RUN_ID_FILE).read_text().strip()}; "
+                              f"continue it with resume={run_dir}, or choose another folder")
         return None, run_dir
     run_id, found_dir = find_run(cfg.resume)
     for key, old in logged_params(run_id).items():

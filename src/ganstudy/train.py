@@ -48,7 +48,6 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
     Raises ConfigError for settings that cannot work (before any run exists) and Diverged.
     """
     validate(cfg)
-    _use_threads(cfg.train.threads)
     data = _load_data(cfg)
     from ganstudy import tracking
 
@@ -117,6 +116,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
     from ganstudy.model import build_gan, steps_per_call
 
     t = cfg.train
+    _use_threads(t.threads)  # before TensorFlow's first op
     net = feature_net(data.splits, cfg.eval.cache_dir)
     evaluator = Evaluator(net, data.splits, cfg.eval.n_samples, seed=t.seed)
     keras.utils.set_random_seed(t.seed)
@@ -135,7 +135,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
             stopper = _train_epochs(cfg, gan, data, run.info.run_id, run_dir, manager, epoch_var, evaluator, on_eval)
             _finish(cfg, gan, data, evaluator, run.info.run_id, run_dir, stopper)
             final = _final_metrics(run.info.run_id)
-    _print_where(run.info.run_id, run_dir, cfg.tracking.uri)
+    _print_where(run, run_dir, cfg.tracking.uri)
     return RunResult(run.info.run_id, run_dir, final)
 
 
@@ -175,7 +175,7 @@ def _train_epochs(cfg, gan, data: _Data, run_id, run_dir: Path, manager, epoch_v
     quiet = t.progress == "none"
     stopper = cb.StopOnDivergence()
     callbacks = [stopper, cb.MlflowMetrics(data.steps, t.log_every_steps, logged_until),
-                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples"),
+                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", logged_until),
                  cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, logged_until, best,
                                run_dir / "models" / "generator_best.keras", on_eval, quiet),
                  cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs, upload=t.checkpoints == "all")]
@@ -245,9 +245,11 @@ def _log_outputs(run_id, gan, run_dir: Path) -> None:
     mlflow.log_artifacts(str(models), "models")
 
 
-def _print_where(run_id: str, run_dir: Path, uri: str) -> None:
-    ui = f"mlflow ui --backend-store-uri {uri}" if "://" not in uri or uri.startswith(("sqlite", "file")) else uri
-    print(f"done: run {run_id}\n  files: {run_dir}\n  see it: {ui}", flush=True)
+def _print_where(run, run_dir: Path, uri: str) -> None:
+    from ganstudy.tracking import ui_hint
+
+    print(f"done: run {run.info.run_id}\n  files: {run_dir}\n{ui_hint(uri, run.info.experiment_id, run.info.run_id)}",
+          flush=True)
 
 
 @hydra.main(version_base=None, config_path="pkg://ganstudy.conf", config_name="config")

@@ -1,0 +1,151 @@
+"""The study page, report/index.html in the study's MLflow run: one self-contained HTML file (every picture
+embedded, no script, no network) with the best trial, the confirm table, the top trials side by side, the
+Optuna plots and the top trials' D(x) / D(G(z)) curves."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from pathlib import Path
+
+import optuna
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+TOP = 5
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+img{max-width:100%}td img{width:200px;image-rendering:pixelated}.num{text-align:right}figure{display:inline-block;margin:0 1em 1em 0}"""
+
+
+def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, out: Path) -> Path:
+    """Write the page to `out`, with the PNG plots found in `plots` (report._plots draws them)."""
+    client = MlflowClient()
+    trials = study.get_trials(deepcopy=False)
+    ranked = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.value is not None),
+                    key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    complete = [t for t in ranked if t.state == TrialState.COMPLETE]
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = [f"<h1>Study {_e(study.study_name)}</h1>", _counts(trials)]
+        if complete:
+            parts.append(_best(complete[0], objective))
+        parts.append(_confirm(client, parent_run_id, Path(tmp)))
+        top = complete[:TOP]
+        if top:
+            parts.append(_side_by_side(client, top, objective, Path(tmp)))
+        figures = [(plots / f"{name}.png", caption) for name, caption in
+                   (("optimization_history", "Optimization history"), ("param_importances", "Parameter importances"),
+                    ("intermediate_values", "Learning curves (what the pruner saw)"))]
+        if top:
+            figures.append((_d_curves(client, top, Path(tmp) / "d_curves.png"), "D(x) and D(G(z)) of the top trials"))
+        parts.append("<h2>Plots</h2>" + "".join(_figure(path, caption) for path, caption in figures if path.exists()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Study {_e(study.study_name)}</title>"
+                   f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    return out
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _img(path: Path, alt: str) -> str:
+    kind = {"png": "image/png", "gif": "image/gif"}[path.suffix[1:]]
+    return f"<img alt='{_e(alt)}' src='data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+
+
+def _figure(path: Path, caption: str) -> str:
+    return f"<figure>{_img(path, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
+
+
+def _counts(trials: list) -> str:
+    states = [t.state for t in trials]
+    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in
+                       (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING) if s in states)
+    ended = [t for t in trials if t.datetime_complete]
+    wall = ""
+    if ended:
+        minutes = (max(t.datetime_complete for t in ended) - min(t.datetime_start for t in trials if t.datetime_start))
+        wall = f"; first trial start to last trial end: {minutes.total_seconds() / 60:.0f} min"
+    return f"<p>{len(trials)} trials ({counts}){wall}.</p>"
+
+
+def _best(best, objective: str) -> str:
+    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt(v))}</td></tr>" for k, v in best.params.items())
+    return (f"<h2>Best trial: {best.number}, {_e(objective)} = {best.value:.4g}</h2>"
+            f"<table><tr><th>setting</th><th>value</th></tr>{rows}</table>")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
+    """The confirm table and plot, when `confirm=true` has run."""
+    try:
+        summary = json.loads(Path(client.download_artifacts(parent_run_id, "confirm.json", str(tmp))).read_text())
+        plot = Path(client.download_artifacts(parent_run_id, "confirm.png", str(tmp)))
+    except (MlflowException, OSError):
+        return "<h2>Confirmation</h2><p>Not run yet: <code>python -m ganstudy.sweep confirm=true</code>.</p>"
+    rows = "".join(_confirm_row(arm, s) for arm, s in summary.items())
+    return ("<h2>Confirmation: the best settings against the others, at the same budget</h2>"
+            "<table><tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>Welch p</th></tr>"
+            f"{rows}</table>{_figure(plot, 'one dot per seed')}")
+
+
+def _confirm_row(arm: str, s: dict) -> str:
+    ratio = f"{s['ratio']:.3f}" if "ratio" in s else ""
+    p = f"{s['p_value']:.3g}" if s.get("p_value") is not None else ""
+    return (f"<tr><td>{_e(arm)}</td><td class='num'>{s['mean']:.4g} ± {s['std']:.2g}</td>"
+            f"<td class='num'>{len(s['values'])}</td><td class='num'>{ratio}</td><td class='num'>{p}</td></tr>")
+
+
+def _side_by_side(client: MlflowClient, top: list, objective: str, tmp: Path) -> str:
+    """The top trials as columns: value, settings, last sample grid and the training GIF."""
+    keys = sorted({k for t in top for k in t.params})
+    head = "".join(f"<th>trial {t.number}</th>" for t in top)
+    value = "".join(f"<td class='num'>{t.value:.4g}</td>" for t in top)
+    settings = "".join(f"<tr><td>{_e(k)}</td>" + "".join(f"<td>{_e(_fmt(t.params.get(k, '')))}</td>" for t in top)
+                       + "</tr>" for k in keys)
+    grids = "".join(f"<td>{_trial_picture(client, t, tmp, last_grid=True)}</td>" for t in top)
+    gifs = "".join(f"<td>{_trial_picture(client, t, tmp, last_grid=False)}</td>" for t in top)
+    return (f"<h2>Top {len(top)} complete trials</h2><table><tr><th></th>{head}</tr>"
+            f"<tr><td>{_e(objective)}</td>{value}</tr>{settings}<tr><td>last grid</td>{grids}</tr>"
+            f"<tr><td>training</td>{gifs}</tr></table>")
+
+
+def _trial_picture(client: MlflowClient, trial, tmp: Path, last_grid: bool) -> str:
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    try:
+        names = [a.path for a in client.list_artifacts(run_id, "samples")] if run_id else []
+        grids = sorted(n for n in names if n.endswith(".png"))
+        wanted = (grids[-1:] if last_grid else [n for n in names if n.endswith(".gif")])
+        if not wanted:
+            return ""
+        return _img(Path(client.download_artifacts(run_id, wanted[0], str(tmp / run_id))), wanted[0])
+    except (MlflowException, OSError):
+        return ""
+
+
+def _d_curves(client: MlflowClient, top: list, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, t in enumerate(top):
+        run_id = t.user_attrs.get("mlflow_run_id")
+        for metric, style in (("d_real", "-"), ("d_fake", "--")):
+            points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric)) if run_id else []
+            if points:
+                ax.plot(*zip(*points), style, color=f"C{i}", label=f"trial {t.number} {'D(x)' if metric == 'd_real' else 'D(G(z))'}")
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set(xlabel="epoch", ylabel="mean sigmoid(D)", ylim=(0, 1), title="D(x) solid, D(G(z)) dashed; 0.5: D cannot tell")
+    ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

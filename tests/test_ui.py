@@ -1,0 +1,101 @@
+"""Where users look: the MLflow UI's links and views in a real browser, the offline study page, optuna-dashboard."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ganstudy.tracking import ui_hint
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_ui_hint_opens_the_model_training_view_locally_or_on_the_server():
+    assert ui_hint("sqlite:///mlruns/mlflow.db", "3", "abc") == (
+        "  see it: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db\n"
+        "          then open http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert ui_hint("http://tracking.lan:5000/", "7") == (
+        "  see it: http://tracking.lan:5000/#/experiments/7?workflowType=machine_learning")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(args: list[str], url: str, limit: float = 180) -> subprocess.Popen:
+    """Start a server and wait until `url` answers."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + limit
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return proc
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    pytest.fail(f"{args[0]} did not answer at {url}")
+
+
+def chromium(*args: str, budget_ms: int = 30000) -> str:
+    """Headless Chromium's DOM after the page's scripts ran; the network beyond loopback is cut off."""
+    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
+                          "--proxy-bypass-list=<-loopback>", f"--virtual-time-budget={budget_ms}", *args],
+                         capture_output=True, text=True, timeout=180)
+    return out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_printed_links_open_the_runs_and_the_study_page_works_offline(tiny_study, tmp_path):
+    store = f"sqlite:///{tiny_study}/mlflow.db"
+    port = free_port()
+    ui = serve([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                "--port", str(port), "--workers", "1"], f"http://127.0.0.1:{port}/health")
+    try:
+        printed = re.findall(r"then open (\S+)", (tiny_study / "sweep.log").read_text())
+        assert printed, "the sweep printed no link"
+        link = printed[-1].replace("127.0.0.1:5000", f"127.0.0.1:{port}")  # the study's parent run
+        dom = chromium("--dump-dom", link)
+        assert "study tiny" in dom and "Model metrics" in dom
+        assert "Evaluations" not in dom  # the GenAI view's run page
+        runs_view = chromium("--dump-dom", link.split("/runs/")[0] + "?workflowType=machine_learning")
+        assert "Run Name" in runs_view and "trial_0" in runs_view and "Latency" not in runs_view
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(30)
+    client = MlflowClient(store)
+    parent = next(r for r in client.search_runs(["1"]) if r.info.run_name == "study tiny")
+    page = Path(client.download_artifacts(parent.info.run_id, "report/index.html", str(tmp_path)))
+    dom = chromium("--dump-dom", page.as_uri(), budget_ms=5000)
+    assert "<table" in dom and "Best trial" in dom and dom.count("src=\"data:image/png;base64,") >= 4
+    shot = tmp_path / "page.png"
+    chromium(f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri(), budget_ms=5000)
+    assert shot.stat().st_size > 20_000  # tables and pictures, not a blank page
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_reads_the_study_storage(tiny_study):
+    """The README's command, `optuna-dashboard STORAGE`, serves the study: its trials and best trial."""
+    command = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert command, "optuna-dashboard is not installed (pip install -e '.[dashboard]')"
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api/studies"
+    dashboard = serve([command, f"sqlite:///{tiny_study}/optuna.db", "--host", "127.0.0.1", "--port", str(port)], api)
+    try:
+        studies = json.load(urllib.request.urlopen(api, timeout=30))["study_summaries"]
+        (tiny,) = [s for s in studies if s["study_name"] == "tiny"]
+        detail = json.load(urllib.request.urlopen(f"{api}/{tiny['study_id']}?after=0", timeout=60))
+        assert len(detail["trials"]) == 4 and len(detail["best_trials"]) == 1
+    finally:
+        os.killpg(dashboard.pid, 15)
+        dashboard.wait(30)
