@@ -6,7 +6,7 @@
 Writes the confirm arms' sample grids at one epoch side by side (seed 1 of each arm), the confirm plot,
 Optuna's plots (PNG, from the study's MLflow parent run) and best.json, and prints the study's wall time
 (first trial start to last trial end), trial counts, best trial, parameter importances and the confirm
-table. `--experiment conf/experiment/best.yaml` also writes the best trial as a Hydra experiment:
+table as JSON, then the trials as a markdown table. `--experiment conf/experiment/best.yaml` also writes the best trial as a Hydra experiment:
 experiment=quick's settings with the best trial's values.
 """
 from __future__ import annotations
@@ -52,20 +52,22 @@ def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
     return arms
 
 
-def experiment_yaml(params: dict, value: float, study_name: str) -> str:
+def experiment_yaml(params: dict, value: float, study_name: str, trial_epochs: int) -> str:
     """A `# @package _global_` experiment: quick's budget and settings, with the best trial's values."""
     from omegaconf import OmegaConf
 
     from ganstudy.config import compose
 
     quick = compose(["experiment=quick", "run_dir=unused"])
-    tree = {"optimizer": {"beta1": quick.optimizer.beta1}, "train": {"epochs": quick.train.epochs,
-                                                                     "batch_size": quick.train.batch_size}}
+    tree = {"optimizer": {"beta1": quick.optimizer.beta1},
+            "train": {"epochs": quick.train.epochs, "batch_size": quick.train.batch_size,
+                      "steps_per_execution": quick.train.steps_per_execution}}
     for key, v in params.items():
         if key != "optimizer":
             _set(tree, key, v)
-    header = (f"# @package _global_\n# The winner of study {study_name} (docs/study.md): best fid_best {value:.1f} at\n"
-              f"# experiment=quick's budget (20 epochs on the 5k subset). Written by docs/study_figures.py.\n")
+    header = (f"# @package _global_\n# The winner of study {study_name} (docs/study.md): fid_best {value:.1f} in its "
+              f"{trial_epochs}-epoch trial;\n# here at experiment=quick's budget (20 epochs on the 5k subset). "
+              "Written by docs/study_figures.py.\n")
     group = f"defaults:\n  - override /optimizer: {params['optimizer']}\n" if "optimizer" in params else ""
     return header + group + OmegaConf.to_yaml(OmegaConf.create(tree))
 
@@ -92,6 +94,24 @@ def study_summary(study) -> dict:
             "best_params": study.best_params,
             "importances": {k: round(v, 3) for k, v in optuna.importance.get_param_importances(study).items()},
             "fail_reasons": [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL]}
+
+
+def trials_table(study) -> str:
+    """The study's trials as the markdown table of docs/study.md."""
+    def num(value, fmt):
+        return "" if value is None else format(value, fmt)
+
+    rows = ["| trial | state | fid_best | epochs | optimizer | batch | width | EMA | lr_g | lr_d | β1 | dropout | smoothing |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in study.get_trials(deepcopy=False):
+        p = t.params
+        rows.append(" | ".join([
+            f"| {t.number}", t.state.name.lower(), num(t.value, ".1f"), str(max(t.intermediate_values, default=0)),
+            p.get("optimizer", ""), str(p.get("train.batch_size", "")), str(p.get("model.width", "")),
+            str(p.get("train.ema_decay", "")), num(p.get("optimizer.lr_g"), ".1e"), num(p.get("optimizer.lr_d"), ".1e"),
+            num(p.get("optimizer.beta1"), ".2f"), num(p.get("model.dropout"), ".2f"),
+            num(p.get("train.label_smoothing"), ".2f")]) + " |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -126,8 +146,10 @@ def main() -> None:
     best = {"trial": study.best_trial.number, "value": study.best_value, "params": study.best_params}
     (args.out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
     if args.experiment:
-        args.experiment.write_text(experiment_yaml(study.best_params, study.best_value, args.study))
+        args.experiment.write_text(experiment_yaml(study.best_params, study.best_value, args.study,
+                                                   max(study.best_trial.intermediate_values)))
     print(json.dumps(summary, default=str, indent=1))
+    print(trials_table(study))
 
 
 if __name__ == "__main__":

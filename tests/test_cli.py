@@ -44,7 +44,8 @@ BAD = {
     "train run_dir=other_run": "error: run_dir=other_run: holds run abc123; continue it with resume=other_run, "
                                "or choose another folder",
     "sweep sweep=nope": "error: sweep=nope: no such sweep file; choose one of default, tiny or a .yaml path",
-    "sweep sweep=broken.yaml": "error: sweep=broken.yaml: not valid YAML (while parsing a flow sequence, line 1)",
+    "sweep sweep=broken.yaml": "error: sweep=broken.yaml: not valid YAML (expected ',' or ']', but got '<stream end>', "
+                               "line 2)",
     "sweep n_trials=-1": "error: sweep=default: n_trials=-1: must be an integer >= 1",
     "sweep jobs=0": "error: sweep=default: jobs=0: must be an integer >= 1",
     "sweep storage=nosuchdb://host/optuna": "error: sweep=default: storage=nosuchdb://host/optuna: not a database URL "
@@ -105,7 +106,7 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(outcomes, cmd):
 def test_bad_inputs_create_no_run_and_no_trial(outcomes):
     root, _ = outcomes
     assert count_runs(f"sqlite:///{root}/mlflow.db") == 0
-    assert not (root / "mlruns" / "optuna.db").exists() and not (root / "outputs").exists()
+    assert not (root / "mlruns" / "optuna.db").exists() and [p.parent.name for p in root.glob("**/mlflow_run_id.txt")] == ["other_run"]
 
 
 def test_an_unreachable_tracking_server_is_an_error_within_seconds(tmp_path):

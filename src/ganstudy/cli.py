@@ -19,17 +19,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def load_run_model(run: str, tracking_uri: str, name: str, required: bool = True):
     """A run's saved Keras model, loaded without running untrusted code (safe_mode); None if optional and absent."""
-    import keras
-    import mlflow
-
     from ganstudy.config import ConfigError
-    from ganstudy.tracking import model_file
+    from ganstudy.tracking import model_file, use_store
 
-    mlflow.set_tracking_uri(tracking_uri)
+    use_store(tracking_uri)
     try:
         path = model_file(run, name)
     except ConfigError:
         if required:
             raise
         return None
+    import keras  # only now: a bad --run is reported before TensorFlow loads
+
     return keras.models.load_model(path, safe_mode=True, compile=False)

@@ -1,7 +1,8 @@
 """Improve the GAN settings: `python -m ganstudy.sweep [sweep=NAME] [key=value ...]`.
 
 An Optuna study over Hydra-composed training runs. Each trial composes its config from the sweep's base
-overrides plus the sampled values and calls train() in this process; the pruner stops bad trials at their
+overrides, its trial_overrides and the sampled values, and calls train() in a child process of its own
+(runner.py); with `jobs` > 1, several trials train side by side. The pruner stops bad trials at their
 evaluations. The study lives in Optuna storage (SQLite under mlruns/ by default, any Optuna URL otherwise),
 so rerunning the same command continues it, and several workers on one storage share it.
 """

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 import mlflow
@@ -79,10 +80,20 @@ def sqlite_init_lock(uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def use_store(uri: str) -> None:
+    """Point MLflow at a store: a server must answer; a new SQLite store is set up now, under the file lock
+    (quietly: MLflow would print its schema migrations line by line)."""
+    check_server(uri)
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(uri)
+    with sqlite_init_lock(uri):
+        MlflowClient().search_experiments(max_results=1)
+
+
 def use_experiment(tracking_cfg) -> str:
     """Point MLflow at the configured store and experiment (created on first use); return its id."""
-    check_server(tracking_cfg.uri)
-    mlflow.set_tracking_uri(tracking_cfg.uri)
+    use_store(tracking_cfg.uri)
     with sqlite_init_lock(tracking_cfg.uri):
         return _experiment_id(tracking_cfg)
 
