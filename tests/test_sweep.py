@@ -270,7 +270,7 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
 
     real_run = sweep.run_isolated
 
-    def segfault_the_second(overrides, on_eval, on_start, parent, tags, prestart_next):
+    def segfault_the_second(overrides, on_eval, on_start, parent, tags, prestart_next, label):
         def start_then_crash(run_id):
             on_start(run_id)
             if tags["ganstudy.trial"] == 1:

@@ -77,7 +77,9 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
 
     def objective(trial: optuna.Trial) -> float:
         _taking.done()
-        overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(spec.jobs) + [
+        # The study's last trials get the cores that its finished jobs leave idle.
+        side_by_side_from_now = min(spec.jobs, 1 + spec.n_trials - counted_trials(trial.study))
+        overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(side_by_side_from_now) + [
             f"run_dir={Path(spec.out_dir) / spec.study_name / f'trial_{trial.number:04d}'}",
             f"tracking.run_name=trial_{trial.number}"]
         trial.set_user_attr("overrides", overrides)
