@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ganstudy.runner import run_isolated, share_of_cores, side_by_side
-from ganstudy.tracking import RUN_ID_FILE, Tag
+from ganstudy.tracking import Tag, folder_run_id
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
@@ -71,7 +71,7 @@ def _train_arm(spec: DictConfig, parent_run_id: str, arm: str, overrides: list[s
     print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
     run_dir = Path(spec.out_dir) / spec.study_name / "confirm" / key / name
     # A run that an earlier, interrupted confirm left there is continued from its latest checkpoint.
-    resume = [f"resume={run_dir}"] if (run_dir / RUN_ID_FILE).is_file() else []
+    resume = [f"resume={run_dir}"] if folder_run_id(run_dir) else []
     result = run_isolated(overrides + share_of_cores(spec.jobs) + resume + [
                               f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"],
                           parent_run_id=parent_run_id, prestart_next=True,

@@ -14,6 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from ganstudy.tracking import metric_series
+
 TOP = 5
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}
@@ -24,9 +26,8 @@ def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, 
     """Write the page to `out`, with the PNG plots found in `plots` (report._plots draws them)."""
     client = MlflowClient()
     trials = study.get_trials(deepcopy=False)
-    ranked = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.value is not None),
-                    key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
-    complete = [t for t in ranked if t.state == TrialState.COMPLETE]
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value,
+                      reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
     with tempfile.TemporaryDirectory() as tmp:
         parts = [f"<h1>Study {_e(study.study_name)}</h1>", _counts(trials)]
         if complete:
@@ -39,7 +40,7 @@ def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, 
                    (("optimization_history", "Optimization history"), ("param_importances", "Parameter importances"),
                     ("intermediate_values", "Learning curves (what the pruner saw)"))]
         if top:
-            figures.append((_d_curves(client, top, Path(tmp) / "d_curves.png"), "D(x) and D(G(z)) of the top trials"))
+            figures.append((_d_curves(top, Path(tmp) / "d_curves.png"), "D(x) and D(G(z)) of the top trials"))
         parts.append("<h2>Plots</h2>" + "".join(_figure(path, caption) for path, caption in figures if path.exists()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Study {_e(study.study_name)}</title>"
@@ -109,27 +110,27 @@ def _side_by_side(client: MlflowClient, top: list, objective: str, tmp: Path) ->
     value = "".join(f"<td class='num'>{t.value:.4g}</td>" for t in top)
     settings = "".join(f"<tr><td>{_e(k)}</td>" + "".join(f"<td>{_e(_fmt(t.params.get(k, '')))}</td>" for t in top)
                        + "</tr>" for k in keys)
-    grids = "".join(f"<td>{_trial_picture(client, t, tmp, last_grid=True)}</td>" for t in top)
-    gifs = "".join(f"<td>{_trial_picture(client, t, tmp, last_grid=False)}</td>" for t in top)
+    pictures = [_trial_pictures(client, t, tmp) for t in top]
+    grids = "".join(f"<td>{grid}</td>" for grid, _ in pictures)
+    gifs = "".join(f"<td>{gif}</td>" for _, gif in pictures)
     return (f"<h2>Top {len(top)} complete trials</h2><table><tr><th></th>{head}</tr>"
             f"<tr><td>{_e(objective)}</td>{value}</tr>{settings}<tr><td>last grid</td>{grids}</tr>"
             f"<tr><td>training</td>{gifs}</tr></table>")
 
 
-def _trial_picture(client: MlflowClient, trial, tmp: Path, last_grid: bool) -> str:
+def _trial_pictures(client: MlflowClient, trial, tmp: Path) -> tuple[str, str]:
+    """The trial's last sample grid and its training GIF as <img> tags ('' for one the run lacks)."""
     run_id = trial.user_attrs.get("mlflow_run_id")
     try:
         names = [a.path for a in client.list_artifacts(run_id, "samples")] if run_id else []
-        grids = sorted(n for n in names if n.endswith(".png"))
-        wanted = (grids[-1:] if last_grid else [n for n in names if n.endswith(".gif")])
-        if not wanted:
-            return ""
-        return _img(Path(client.download_artifacts(run_id, wanted[0], str(tmp / run_id))), wanted[0])
+        wanted = (sorted(n for n in names if n.endswith(".png"))[-1:], [n for n in names if n.endswith(".gif")])
+        return tuple(_img(Path(client.download_artifacts(run_id, found[0], str(tmp / run_id))), found[0])
+                     if found else "" for found in wanted)
     except (MlflowException, OSError):
-        return ""
+        return "", ""
 
 
-def _d_curves(client: MlflowClient, top: list, out: Path) -> Path:
+def _d_curves(top: list, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +140,7 @@ def _d_curves(client: MlflowClient, top: list, out: Path) -> Path:
     for i, t in enumerate(top):
         run_id = t.user_attrs.get("mlflow_run_id")
         for metric, style in (("d_real", "-"), ("d_fake", "--")):
-            points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric)) if run_id else []
+            points = metric_series(run_id, metric) if run_id else []
             if points:
                 ax.plot(*zip(*points), style, color=f"C{i}", label=f"trial {t.number} {'D(x)' if metric == 'd_real' else 'D(G(z))'}")
     ax.axhline(0.5, color="grey", linestyle=":")

@@ -80,20 +80,25 @@ def sqlite_init_lock(uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def use_store(uri: str) -> None:
-    """Point MLflow at a store: a server must answer; a new SQLite store is set up now, under the file lock
-    (quietly: MLflow would print its schema migrations line by line)."""
+def _point_at(uri: str) -> None:
+    """Point MLflow at a store once a server there answers; a new SQLite store's schema set-up stays quiet
+    (MLflow would print its migrations line by line)."""
     check_server(uri)
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow at a store and set a new SQLite store up now, under the file lock."""
+    _point_at(uri)
     with sqlite_init_lock(uri):
         MlflowClient().search_experiments(max_results=1)
 
 
 def use_experiment(tracking_cfg) -> str:
-    """Point MLflow at the configured store and experiment (created on first use); return its id."""
-    use_store(tracking_cfg.uri)
+    """Point MLflow at the configured store and experiment (created on first use, under the file lock)."""
+    _point_at(tracking_cfg.uri)
     with sqlite_init_lock(tracking_cfg.uri):
         return _experiment_id(tracking_cfg)
 
@@ -132,12 +137,16 @@ def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
     return run.info.run_id, _own_folder(run.data.tags.get(Tag.RUN_DIR), run.info.run_id)
 
 
+def folder_run_id(folder: Path) -> str | None:
+    """The run id a run folder's mlflow_run_id.txt names; None when the folder holds no run."""
+    id_file = Path(folder) / RUN_ID_FILE
+    return id_file.read_text().strip() if id_file.is_file() else None
+
+
 def _own_folder(folder: str | None, run_id: str) -> Path | None:
     """The folder a run's tag names, if it still holds that run (its id file says so): a folder that now
     holds another run, or none, is not written to."""
-    if folder and (Path(folder) / RUN_ID_FILE).is_file() and (Path(folder) / RUN_ID_FILE).read_text().strip() == run_id:
-        return Path(folder)
-    return None
+    return Path(folder) if folder and folder_run_id(Path(folder)) == run_id else None
 
 
 def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
@@ -145,8 +154,8 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
     checkpoints, grids and models from the artifact store. Settings must match the run's."""
     run_dir = Path(cfg.run_dir)
     if not cfg.resume:
-        if (run_dir / RUN_ID_FILE).is_file():
-            raise ConfigError(f"run_dir={run_dir}: holds run {(run_dir / RUN_ID_FILE).read_text().strip()}; "
+        if (other := folder_run_id(run_dir)) is not None:
+            raise ConfigError(f"run_dir={run_dir}: holds run {other}; "
                               f"continue it with resume={run_dir}, or choose another folder")
         return None, run_dir
     run_id, found_dir = find_run(cfg.resume)
