@@ -24,23 +24,19 @@ The machine is shared and noisy: after an untimed warm-up, an epoch is timed, th
 the evaluations followed by another epoch, so every evaluation sits between two epochs; each
 round's share uses the mean of its two neighbouring epochs. Headline numbers are medians over rounds.
 The generator and discriminator being evaluated are the ones being trained (costs do not depend on
-image content). Default run: about 5-7 minutes on 2 cores (plus ~1 min once if the feature net
-is not cached); --quick (about 3 minutes): 2 rounds and no end-to-end 10k cross-check.
+image content). Default run: about 5-7 minutes on 2 cores; --quick (about 3 minutes): 2 rounds and no end-to-end 10k cross-check.
 """
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import harness  # first: it quiets TensorFlow's C++ logs, which must be set before TensorFlow loads
 import keras
 import numpy as np
 
 from ganstudy import metrics
-from ganstudy.classifier import data_key, feature_net
+from ganstudy.classifier import feature_net
 from ganstudy.config import compose
 from ganstudy.data import Splits, load_mnist
 from ganstudy.evaluate import Evaluator, d_logits, detection_scores, generate
@@ -75,18 +71,6 @@ class Rounds:
     full_e2e: list = field(default_factory=list)     # per round: Evaluator.evaluate at 10k (default mode only)
     dflt_parts: list = field(default_factory=list)
     dflt_e2e: list = field(default_factory=list)
-
-
-def load_feature_net(bench: harness.Bench, splits: Splits, cache: str, tmp: Path):
-    """(net, whether it was cached, seconds to load or train it)."""
-    # The user's cache if it already holds the net for these splits, else a temp dir (trains once
-    # there, about a minute, and is deleted at the end).
-    key = data_key(splits)
-    user_cache = Path(cache).expanduser()
-    cached = all((user_cache / f"mnist_classifier-{key}.{ext}").exists() for ext in ("keras", "json"))
-    bench.log(f"feature net {key}: {'cached in ' + str(user_cache) if cached else 'training in a temp dir'}")
-    net, seconds, _ = harness.measure(feature_net, splits, user_cache if cached else tmp / "feature_net")
-    return net, cached, seconds
 
 
 def splits_10k(splits: Splits) -> Splits:
@@ -204,7 +188,6 @@ def main() -> None:
     args = harness.parser(__doc__, "2 rounds, no end-to-end 10k cross-check").parse_args()
     bench = harness.Bench("eval_cost")
     rounds = 2 if args.quick else 3
-    tmp = Path(tempfile.mkdtemp(prefix="ganstudy-evalcost-"))
     cfg = compose(["experiment=quick", "run_dir=unused"])
     t, m, e, opt = cfg.train, cfg.model, cfg.eval, cfg.optimizer
     assert (m.noise_dim, m.width) == (100, 1.0), "expected the full-width model (noise 100, width 1.0)"
@@ -215,7 +198,7 @@ def main() -> None:
     spe = stepping.steps_per_epoch
     bench.log(f"experiment=quick: {len(train_x)} training images, batch {t.batch_size}, {spe} steps/epoch, "
               f"Adam lr_g {opt.lr_g} lr_d {opt.lr_d} beta1 {opt.beta1}; default eval n={e.n_samples} every {e.every}")
-    net, cached, feature_net_s = load_feature_net(bench, splits, e.cache_dir, tmp)
+    net, feature_net_s, _ = harness.measure(feature_net)  # the shipped network
     # Both embed their real reference now, a one-off cost (not counted); the default one as train() builds it.
     ev_full, ref_embed_10k_s, _ = harness.measure(Evaluator, net, splits_10k(splits), N_FULL, seed=t.seed)
     ev_default, ref_embed_default_s, _ = harness.measure(Evaluator, net, splits, e.n_samples, seed=t.seed)
@@ -240,7 +223,7 @@ def main() -> None:
             "model": f"make_generator({m.noise_dim}, {m.width}), make_discriminator({m.dropout}, {m.width}), {t.precision}",
             "optimizer": f"{opt.name} lr_g {opt.lr_g} lr_d {opt.lr_d} beta1 {opt.beta1}",
             "epoch": f"{len(train_x)} images, batch {t.batch_size}, {spe} steps",
-            "feature_net": {"key": net.key, "cached": cached, "load_or_train_s": round(feature_net_s, 1)},
+            "feature_net": {"key": net.key, "load_s": round(feature_net_s, 1)},
             "real_10k": "two independent 10k draws with replacement from the 5000 bundled mnist5k images "
                         "(reference and D's real side); cost depends on shapes only",
             "rounds": rounds,
@@ -258,7 +241,6 @@ def main() -> None:
                   "of those two epochs; headline values are medians over rounds; default share = "
                   f"evaluate_s / ({e.every} * epoch_s)",
     })
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

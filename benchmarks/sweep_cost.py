@@ -13,8 +13,7 @@ history.
 Each variant runs in its own process (this file with --driver), which runs every trial in a spawned
 child of its own (ganstudy.runner), and in its own temp dir: own Optuna SQLite storage, own MLflow
 SQLite store and artifact root (tracking.uri / tracking.artifact_root in the base overrides), own
-out_dir. Both share the feature-network cache (eval.cache_dir), loaded (or trained, once) beforehand in
-a process of its own, so that neither clock nor the sweep process's memory includes it.
+out_dir. Both score with the feature network shipped in the package.
 
 Per variant:
 - `trial_epochs`: sum over trials of the epochs each actually trained = the number of distinct
@@ -45,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import resource
 import shutil
@@ -70,14 +68,13 @@ def plan(quick: bool) -> dict:
     return dict(n_trials=10, epochs=10, limit=1024)
 
 
-def base(p: dict, cache_dir: str) -> list[str]:
+def base(p: dict) -> list[str]:
     """The run overrides every trial starts from (tracking aside)."""
     return ["experiment=tiny", f"train.epochs={p['epochs']}", "eval.every=1", "eval.detector=false",
-            "train.progress=none", "train.checkpoints=latest", f"data.limit={p['limit']}",
-            f"eval.cache_dir={cache_dir}"]
+            "train.progress=none", "train.checkpoints=latest", f"data.limit={p['limit']}"]
 
 
-def sweep_file(tmp: Path, variant: str, p: dict, args, cache_dir: str) -> dict:
+def sweep_file(tmp: Path, variant: str, p: dict, args) -> dict:
     """The study, as a sweep file's content (written to tmp/sweep.yaml and loaded with sweep_spec.load)."""
     return {
         "study_name": f"sweep-cost-{variant}",
@@ -89,7 +86,7 @@ def sweep_file(tmp: Path, variant: str, p: dict, args, cache_dir: str) -> dict:
         "sampler": {"name": args.sampler, "seed": 0, "n_startup_trials": 2},
         "pruner": {"name": variant, "min_resource": args.min_resource, "reduction_factor": args.reduction_factor,
                    "bootstrap_count": 0},
-        "base": base(p, cache_dir) + [f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        "base": base(p) + [f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
                                       f"tracking.artifact_root={tmp / 'artifacts'}"],
         "space": {
             "optimizer": {"choices": ["adam", "rmsprop"]},
@@ -100,16 +97,6 @@ def sweep_file(tmp: Path, variant: str, p: dict, args, cache_dir: str) -> dict:
         },
         "enqueue": ENQUEUE,
     }
-
-
-def warm_feature_net(overrides: list[str]) -> None:
-    """Load (or train and cache) the feature network; run in a process of its own."""
-    from ganstudy.classifier import feature_net
-    from ganstudy.config import compose
-    from ganstudy.data import load_mnist
-
-    cfg = compose(overrides + ["run_dir=unused"])
-    feature_net(load_mnist(cfg.data), cfg.eval.cache_dir)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -225,11 +212,11 @@ def memory(r: dict) -> dict:
     }
 
 
-def run_variant(variant: str, p: dict, args, cache_dir: str, log) -> dict:
+def run_variant(variant: str, p: dict, args, log) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"sweep_cost_{variant}_"))
     from omegaconf import OmegaConf
 
-    OmegaConf.save(OmegaConf.create(sweep_file(tmp, variant, p, args, cache_dir)), tmp / "sweep.yaml")
+    OmegaConf.save(OmegaConf.create(sweep_file(tmp, variant, p, args)), tmp / "sweep.yaml")
     log(f"{variant}: {p['n_trials']} trials x {p['epochs']} epochs in {tmp}")
     start = time.perf_counter()
     # The driver's stdout (trial lines, MLflow) goes to our stderr: only the JSON line reaches stdout.
@@ -291,13 +278,7 @@ def main() -> None:
 
     bench = harness.Bench("sweep_cost")
     p = plan(args.quick)
-    cache_dir = str(Path(os.environ.get("GANSTUDY_CACHE", "~/.cache/ganstudy")).expanduser())
-    warm = multiprocessing.get_context("spawn").Process(target=warm_feature_net, args=(base(p, cache_dir),))
-    warm.start()
-    warm.join()
-    if warm.exitcode != 0:
-        raise SystemExit(f"loading the feature network failed (exit code {warm.exitcode})")
-    results = {v: run_variant(v, p, args, cache_dir, bench.log) for v in VARIANTS}
+    results = {v: run_variant(v, p, args, bench.log) for v in VARIANTS}
     bench.finish(compare(results, p, args))
 
 

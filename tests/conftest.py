@@ -13,10 +13,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from ganstudy.config import compose  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    """One feature-network cache for the whole session: the classifier trains once (about a minute)."""
-    return tmp_path_factory.mktemp("cache")
+# Modules whose tests share a module-scoped fixture that costs a training run or a server.
+SHARED_FIXTURE_MODULES = {"test_cli", "test_evaluate", "test_sample_detect", "test_scaleout"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """With pytest-xdist (`-n auto --dist loadgroup`, the default), tests that share a costly fixture run on one
+    worker, which builds it once; the rest spread over the workers."""
+    for item in items:
+        if "tiny_study" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("tiny_study"))
+        elif item.module.__name__ in SHARED_FIXTURE_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture
@@ -26,9 +35,9 @@ def store(tmp_path) -> str:
 
 
 @pytest.fixture
-def tiny_overrides(tmp_path, store, cache_dir) -> list[str]:
+def tiny_overrides(tmp_path, store) -> list[str]:
     return ["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts",
-            f"eval.cache_dir={cache_dir}", f"run_dir={tmp_path}/run", "train.progress=none"]
+            f"run_dir={tmp_path}/run", "train.progress=none"]
 
 
 @pytest.fixture
@@ -55,11 +64,11 @@ def count_runs(store: str) -> int:
     return sum(len(client.search_runs([e.experiment_id])) for e in client.search_experiments())
 
 
-def sweep_args(tmp_path, cache_dir, *extra):
+def sweep_args(tmp_path, *extra):
     """`python -m ganstudy.sweep` arguments for the tiny study, its storage, runs and files in tmp_path."""
     return ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db", f"out_dir={tmp_path}/trials",
             f"base=[experiment=tiny,train.epochs=2,eval.detector=false,train.progress=none,train.checkpoints=latest,"
-            f"eval.cache_dir={cache_dir},tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
             f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
 
 
@@ -76,10 +85,10 @@ def load(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory, cache_dir):
+def tiny_study(tmp_path_factory):
     """The tiny sweep, run once to its end: its folder, with what the command printed in sweep.log."""
     tmp_path = tmp_path_factory.mktemp("tiny_study")
-    proc = start(tmp_path, sweep_args(tmp_path, cache_dir))
+    proc = start(tmp_path, sweep_args(tmp_path))
     out, _ = proc.communicate(timeout=600)
     (tmp_path / "sweep.log").write_text(out)
     assert proc.returncode == 0, out

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 
 from conftest import count_runs
+from ganstudy.yardstick import shipped_info
 
 pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
@@ -43,6 +45,13 @@ BAD = {
     f"train resume={NO_RUN}": f"error: resume={NO_RUN}: no such run directory, nor a run id in sqlite:///ROOT/mlflow.db",
     "train run_dir=other_run": "error: run_dir=other_run: holds run abc123; continue it with resume=other_run, "
                                "or choose another folder",
+    # A run and a study (in other.db) scored with an earlier feature network than the shipped one.
+    "train experiment=tiny resume=old_run tracking.uri=sqlite:///other.db": (
+        "error: resume=old_run: run RUN was scored with feature network b51a3f860de8, this ganstudy measures with "
+        "HASH: their FIDs are not comparable; start a new run or study (or install the ganstudy it used)"),
+    "sweep sweep=tiny base=[experiment=tiny,tracking.uri=sqlite:///other.db]": (
+        "error: study tiny (its run RUN) was scored with feature network b51a3f860de8, this ganstudy measures with "
+        "HASH: their FIDs are not comparable; start a new run or study (or install the ganstudy it used)"),
     "sweep sweep=nope": "error: sweep=nope: no such sweep file; choose one of default, tiny or a .yaml path",
     "sweep sweep=broken.yaml": "error: sweep=broken.yaml: not valid YAML (expected ',' or ']', but got '<stream end>', "
                                "line 2)",
@@ -83,6 +92,12 @@ def outcomes(tmp_path_factory):
     (root / "other_run" / "mlflow_run_id.txt").write_text("abc123")
     (root / "broken.yaml").write_text("space: [optimizer: {choices: [adam\n")
     (root / "pictures").mkdir()
+    other = MlflowClient(f"sqlite:///{root}/other.db")
+    experiment = other.create_experiment("ganstudy", str(root / "artifacts"))
+    old = other.create_run(experiment, tags={"ganstudy.classifier": "b51a3f860de8", "ganstudy.study": "tiny"}).info
+    other.set_terminated(old.run_id)
+    (root / "old_run").mkdir()
+    (root / "old_run" / "mlflow_run_id.txt").write_text(old.run_id)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs = {cmd: subprocess.Popen([sys.executable, "-m", f"ganstudy.{cmd.split()[0]}", *cmd.split()[1:]], cwd=root,
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in BAD}
@@ -100,13 +115,16 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(outcomes, cmd):
     root, results = outcomes
     code, out, err = results[cmd]
     assert code == 2, err
-    assert error_lines(err) == [BAD[cmd].replace("ROOT", str(root))] and out == ""
+    expected = BAD[cmd].replace("ROOT", str(root)).replace("RUN", (root / "old_run" / "mlflow_run_id.txt").read_text())
+    assert error_lines(err) == [expected.replace("HASH", shipped_info()["hash"])] and out == ""
 
 
 def test_bad_inputs_create_no_run_and_no_trial(outcomes):
     root, _ = outcomes
     assert count_runs(f"sqlite:///{root}/mlflow.db") == 0
-    assert not (root / "mlruns" / "optuna.db").exists() and [p.parent.name for p in root.glob("**/mlflow_run_id.txt")] == ["other_run"]
+    assert [r.info.status for r in MlflowClient(f"sqlite:///{root}/other.db").search_runs(["1"])] == ["FINISHED"]
+    assert not (root / "mlruns" / "optuna.db").exists()
+    assert sorted(p.parent.name for p in root.glob("**/mlflow_run_id.txt")) == ["old_run", "other_run"]
 
 
 def test_an_unreachable_tracking_server_is_an_error_within_seconds(tmp_path):

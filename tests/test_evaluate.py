@@ -1,10 +1,14 @@
-"""Evaluation: the feature network's accuracy floor and cache, metric sanity on real data, D's detection scores."""
+"""Evaluation: the shipped feature network, metric sanity on real data, D's detection scores."""
+import hashlib
+import json
+from importlib import resources
+
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from ganstudy import classifier
 from ganstudy.classifier import feature_net
+from ganstudy.config import ConfigError
 from ganstudy.data import load_mnist
 from ganstudy.evaluate import Evaluator, detection_scores
 
@@ -15,26 +19,32 @@ def splits():
 
 
 @pytest.fixture(scope="module")
-def net(splits, cache_dir):
-    return feature_net(splits, cache_dir)
+def net():
+    return feature_net()
 
 
-@pytest.mark.slow  # trains the feature network once per session
-def test_feature_network_accuracy_and_cache(net, splits, cache_dir):
-    assert net.accuracy >= 0.97
-    files = sorted(cache_dir.glob(f"mnist_classifier-{net.key}.*"))
-    assert [f.suffix for f in files] == [".json", ".keras"]
-    mtime = files[1].stat().st_mtime_ns
-    assert feature_net(splits, cache_dir) is net  # one load per process
-    classifier._loaded.clear()
-    again = feature_net(splits, cache_dir)  # loads from disk, does not retrain
-    assert again.key == net.key and again.accuracy == net.accuracy and files[1].stat().st_mtime_ns == mtime
-    # The loaded network predicts the held-out labels as well as the trained one did.
-    _, logits = again.embed(((splits.test_x[:500] - 127.5) / 127.5)[..., None].astype(np.float32))
-    assert np.mean(logits.argmax(1) == splits.test_y[:500]) >= 0.96
+@pytest.mark.slow  # loads TensorFlow
+def test_the_shipped_feature_network_is_named_by_its_weights_and_classifies(net, splits):
+    info = json.loads((resources.files("ganstudy") / "weights" / "mnist_classifier.json").read_text())
+    digest = hashlib.sha256(b"".join(np.asarray(w, np.float32).tobytes() for w in net.model.get_weights()))
+    assert net.key == info["hash"] == digest.hexdigest()[:12]
+    assert feature_net() is net  # one load per process
+    # It predicts the held-out labels of the bundled subset (seed 0) with the accuracy it shipped with.
+    _, logits = net.embed(((splits.test_x - 127.5) / 127.5)[..., None].astype(np.float32))
+    assert np.mean(logits.argmax(1) == splits.test_y) == pytest.approx(net.accuracy, abs=1e-6) and net.accuracy >= 0.97
 
 
-@pytest.mark.slow  # trains the feature network once per session
+def test_a_run_or_study_scored_with_another_network_is_refused():
+    from ganstudy.yardstick import refuse_other, shipped_info
+
+    refuse_other(shipped_info()["hash"], "run x")  # the same network: no error
+    refuse_other(None, "run x")  # a run without the tag (none logged yet)
+    with pytest.raises(ConfigError, match=r"^run x was scored with feature network 0123456789ab, this ganstudy "
+                                          rf"measures with {shipped_info()['hash']}: their FIDs are not comparable"):
+        refuse_other("0123456789ab", "run x")
+
+
+@pytest.mark.slow  # loads TensorFlow
 def test_real_images_score_near_the_floor_and_noise_far(net, splits):
     ev = Evaluator(net, splits, n_samples=500)
     floor = ev.floor()

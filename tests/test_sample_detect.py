@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, cache_dir):
+def run(tmp_path_factory):
     """One finished tiny run: (its folder, its store, the working folder)."""
     root = tmp_path_factory.mktemp("detect")
     store = f"sqlite:///{root}/mlflow.db"
     train(compose(["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={root}/artifacts",
-                   f"eval.cache_dir={cache_dir}", f"run_dir={root}/run", "train.progress=none"]))
+                   f"run_dir={root}/run", "train.progress=none"]))
     return root / "run", store, root
 
 

@@ -39,7 +39,7 @@ def ended(trials):
 
 
 @pytest.mark.slow
-def test_tiny_sweep_regression(tiny_study, cache_dir):
+def test_tiny_sweep_regression(tiny_study):
     tmp_path = tiny_study
     study = load(tmp_path)
     trials = study.get_trials()
@@ -81,21 +81,21 @@ def test_tiny_sweep_regression(tiny_study, cache_dir):
     assert scripts and set(scripts) == {"plotly.min.js"} and (report / "plotly.min.js").exists()
     assert not re.search(r"<(img|script|link)[^>]*(src|href)=[\"']https?:", page)
     # Rerunning a finished study adds nothing.
-    again = start(tmp_path, sweep_args(tmp_path, cache_dir))
+    again = start(tmp_path, sweep_args(tmp_path))
     again.communicate(timeout=300)
     assert again.returncode == 0 and len(load(tmp_path).get_trials()) == 4
 
 
 @pytest.mark.slow
-def test_interrupted_sweep_resumes_to_its_total(tmp_path, cache_dir):
-    proc = start(tmp_path, sweep_args(tmp_path, cache_dir, "n_trials=3"))
+def test_interrupted_sweep_resumes_to_its_total(tmp_path):
+    proc = start(tmp_path, sweep_args(tmp_path, "n_trials=3"))
     storage = tmp_path / "optuna.db"
     wait_for(lambda: storage.exists() and len(ended(trials_so_far(tmp_path))) >= 1, proc)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "run the same command again" in out
-    done = start(tmp_path, sweep_args(tmp_path, cache_dir, "n_trials=3"))
+    done = start(tmp_path, sweep_args(tmp_path, "n_trials=3"))
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 0, out
     study = load(tmp_path)
@@ -105,10 +105,10 @@ def test_interrupted_sweep_resumes_to_its_total(tmp_path, cache_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill", ["worker", "worker and trial process"])
-def test_killed_worker_leaves_no_trial_or_run_running(tmp_path, cache_dir, kill):
+def test_killed_worker_leaves_no_trial_or_run_running(tmp_path, kill):
     """SIGKILL to the sweep alone (its trial's process notices and ends its run), or to the sweep and its
     trial's process at once (the rerun's heartbeat check ends the run): no trial and no MLflow run stays RUNNING."""
-    args = sweep_args(tmp_path, cache_dir, "n_trials=2", "heartbeat=1")
+    args = sweep_args(tmp_path, "n_trials=2", "heartbeat=1")
     proc = start(tmp_path, args, new_session=True)
     storage = tmp_path / "optuna.db"
     wait_for(lambda: storage.exists() and any("mlflow_run_id" in t.user_attrs for t in trials_so_far(tmp_path)), proc)
@@ -133,8 +133,8 @@ def test_killed_worker_leaves_no_trial_or_run_running(tmp_path, cache_dir, kill)
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_study(tmp_path, cache_dir):
-    args = sweep_args(tmp_path, cache_dir, "n_trials=4")
+def test_two_workers_share_one_study(tmp_path):
+    args = sweep_args(tmp_path, "n_trials=4")
     workers = [start(tmp_path, args) for _ in range(2)]
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outs
@@ -196,11 +196,11 @@ def confirm_runs(client, parent_id):
 
 
 @pytest.mark.slow
-def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, cache_dir, capsys):
+def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, capsys):
     from ganstudy.confirm import confirm
 
     tmp_path = tiny_study
-    spec = sweep_spec.load("tiny", sweep_args(tmp_path, cache_dir)[1:] + ["seeds=2", "jobs=2"])
+    spec = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["seeds=2", "jobs=2"])
     study = load(tmp_path)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     summary = confirm(study, spec, parent_id)
@@ -239,7 +239,7 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, cach
     confirm(study, spec, parent_id)  # a rerun finds the finished runs and trains nothing
     assert len(confirm_runs(client, parent_id)) == 6
     # A changed baseline: the article arm is trained again, nothing else (one seed, to keep the test short).
-    changed = sweep_spec.load("tiny", sweep_args(tmp_path, cache_dir)[1:] + ["seeds=1", "baseline=[lr=3e-4]"])
+    changed = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["seeds=1", "baseline=[lr=3e-4]"])
     confirm(study, changed, parent_id)
     runs = confirm_runs(client, parent_id)
     assert sorted(r.data.tags["ganstudy.which"] for r in runs).count("article") == 3 and len(runs) == 7
@@ -260,7 +260,7 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, cach
 
 
 @pytest.mark.slow
-def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path, cache_dir, monkeypatch):
+def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path, monkeypatch):
     """An SGD learning rate of 1e30 turns the losses NaN; a trial process killed by SIGSEGV dies: both trials
     are FAIL with their reason, their MLflow runs end FAILED, and the next trial completes."""
     import multiprocessing
@@ -279,7 +279,7 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
         return real_run(overrides, on_eval, start_then_crash, parent, tags)  # no spare: one child to kill
 
     monkeypatch.setattr(sweep, "run_isolated", segfault_the_second)
-    args = sweep_args(tmp_path, cache_dir)[1:] + ["space={optimizer: {choices: [sgd, adam]}, "
+    args = sweep_args(tmp_path)[1:] + ["space={optimizer: {choices: [sgd, adam]}, "
                                                   "optimizer.lr_g: {choices: [1.0e+30, 1.0e-4]}}", "enqueue=[]"]
     spec = sweep_spec.load("tiny", args)
     use_experiment(compose(list(spec.base) + ["run_dir=x"]).tracking)

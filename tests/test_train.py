@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from ganstudy.config import compose
 from ganstudy.train import train
+from ganstudy.yardstick import shipped_info
 
 pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
@@ -78,7 +79,7 @@ def test_tiny_run_logs_quality_and_detection(tiny_overrides, store):
         assert point.step == 0 and np.isfinite(point.value), name
     assert run.data.metrics["real_fid"] < result["fid"]
     assert 0 <= result["detector_auc"] <= 1 and 0 <= result["d_auc"] <= 1
-    assert len(run.data.tags["ganstudy.classifier"]) == 12
+    assert run.data.tags["ganstudy.classifier"] == shipped_info()["hash"]
     files = set(artifact_paths(client, run.info.run_id))
     assert {"models/detector.keras", "models/generator_best.keras"} <= files
 
@@ -106,12 +107,12 @@ def test_latest_checkpoints_stay_local_and_go_when_the_run_ends(tiny_overrides, 
     assert not (tmp_path / "run" / "checkpoints").exists() and (tmp_path / "run" / "samples" / "epoch_0002.png").exists()
 
 
-def test_a_diverging_run_stops_in_its_first_epoch_and_fails(tmp_path, cache_dir):
+def test_a_diverging_run_stops_in_its_first_epoch_and_fails(tmp_path):
     """SGD at lr 1e6 turns the losses NaN within a few batches: one error line, exit 1, a FAILED run."""
     from conftest import run_cli
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    done = run_cli("train", "experiment=tiny", "optimizer=sgd", "lr=1e6", "train.epochs=4", f"eval.cache_dir={cache_dir}",
+    done = run_cli("train", "experiment=tiny", "optimizer=sgd", "lr=1e6", "train.epochs=4",
                    f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts", "train.progress=none",
                    "eval.detector=false", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
@@ -124,7 +125,7 @@ def test_a_diverging_run_stops_in_its_first_epoch_and_fails(tmp_path, cache_dir)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [1]  # no epoch after it
 
 
-def test_best_experiment_is_the_studys_winner_and_runs(tmp_path, store, cache_dir):
+def test_best_experiment_is_the_studys_winner_and_runs(tmp_path, store):
     """experiment=best holds the default study's best trial (docs/study.md) at the quick budget, and trains."""
     import json
 
@@ -134,7 +135,7 @@ def test_best_experiment_is_the_studys_winner_and_runs(tmp_path, store, cache_di
         assert OmegaConf.select(cfg, "optimizer.name" if key == "optimizer" else key) == value, key
     assert (cfg.train.epochs, cfg.data.name, cfg.eval.n_samples, cfg.eval.every) == (20, "mnist5k", 1000, 2)
     tiny_budget = ["data.limit=256", "train.epochs=1", "eval.n_samples=200", "eval.detector=false",
-                   "train.progress=none", f"eval.cache_dir={cache_dir}", f"tracking.uri={store}",
+                   "train.progress=none", f"tracking.uri={store}",
                    f"tracking.artifact_root={tmp_path}/artifacts", f"run_dir={tmp_path}/run"]
     made = train(compose(["experiment=best"] + tiny_budget))
     assert np.isfinite(made.metrics["fid_best"]) and (tmp_path / "run" / "models" / "generator.keras").exists()

@@ -33,16 +33,25 @@ def epoch_metrics(logs: dict) -> dict[str, float]:
     return m
 
 
+class LogOnce:
+    """Log each metric at a step only once: a resumed run replays the epochs since its checkpoint, and its
+    killed process may have logged some of their metrics (`logged`: the last step of each metric)."""
+
+    def __init__(self, logged: dict[str, int]):
+        self.logged = logged
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        new = {k: v for k, v in metrics.items() if step > self.logged.get(k, 0)}
+        if new:
+            mlflow.log_metrics(new, step=step)
+
+
 class MlflowMetrics(keras.callbacks.Callback):
-    """Log the epoch metrics (step = epoch, from 1) and running losses every `every_steps` steps.
+    """Log the epoch metrics (step = epoch, from 1) and running losses every `every_steps` steps."""
 
-    Epochs up to `logged_until` were logged by an earlier, interrupted process: a resumed run
-    replays them from the checkpoint without logging them twice.
-    """
-
-    def __init__(self, steps_per_epoch: int, every_steps: int, logged_until: int = 0):
+    def __init__(self, steps_per_epoch: int, every_steps: int, log: LogOnce):
         super().__init__()
-        self.steps_per_epoch, self.every_steps, self.logged_until = steps_per_epoch, every_steps, logged_until
+        self.steps_per_epoch, self.every_steps, self.log = steps_per_epoch, every_steps, log
         self.epoch = self.last_step = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -54,12 +63,11 @@ class MlflowMetrics(keras.callbacks.Callback):
         step = self.epoch * self.steps_per_epoch + batch + 1
         crossed = self.every_steps and step // self.every_steps > self.last_step // self.every_steps
         self.last_step = step
-        if crossed and self.epoch + 1 > self.logged_until:
-            mlflow.log_metrics({f"step/{k}": float(logs[k]) for k in METRICS}, step=step)
+        if crossed:
+            self.log({f"step/{k}": float(logs[k]) for k in METRICS}, step)
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 > self.logged_until:
-            mlflow.log_metrics(epoch_metrics(logs), step=epoch + 1)
+        self.log(epoch_metrics(logs), epoch + 1)
 
 
 class StopOnDivergence(keras.callbacks.Callback):
@@ -82,16 +90,16 @@ class SampleGrid(keras.callbacks.Callback):
     """After every epoch, G's images for one fixed noise batch: samples/epoch_NNNN.png in the run, and the
     same grid as the MLflow image `samples` at step = epoch (the UI's step slider; grids of runs side by side)."""
 
-    def __init__(self, generator: keras.Model, noise: np.ndarray, samples_dir: Path, logged_until: int = 0):
+    def __init__(self, generator: keras.Model, noise: np.ndarray, samples_dir: Path, last_logged: int = 0):
         super().__init__()
-        self.generator, self.noise, self.samples_dir, self.logged_until = generator, noise, samples_dir, logged_until
+        self.generator, self.noise, self.samples_dir, self.last_logged = generator, noise, samples_dir, last_logged
 
     def on_epoch_end(self, epoch, logs=None):
         images = to_uint8(self.generator(self.noise, training=False))
         picture = grid(images)
         path = save_png(self.samples_dir / f"epoch_{epoch + 1:04d}.png", picture)
         mlflow.log_artifact(str(path), "samples")
-        if epoch + 1 > self.logged_until:  # a resumed run's replayed epoch has its image already
+        if epoch + 1 > self.last_logged:  # a resumed run's replayed epoch may have its image already
             mlflow.log_image(picture, key="samples", step=epoch + 1)
 
 
@@ -139,14 +147,15 @@ class EpochSummary(keras.callbacks.Callback):
 class Evaluation(keras.callbacks.Callback):
     """Every `every` epochs and after the last: quality and D-detection metrics, and the best FID so far.
 
-    The sampling generator with the best FID is kept as models/generator_best.keras (quality is not monotonic).
+    The sampling generator with the best FID is kept as models/generator_best.keras (quality is not monotonic),
+    and uploaded at once when `upload` (a resume on another machine keeps it).
     """
 
-    def __init__(self, evaluator, gan, every: int, last_epoch: int, logged_until: int, best: tuple[float, int],
-                 best_path: Path, on_eval=None, quiet: bool = False):
+    def __init__(self, evaluator, gan, every: int, last_epoch: int, log: LogOnce, best: tuple[float, int],
+                 best_path: Path, on_eval=None, quiet: bool = False, upload: bool = True):
         super().__init__()
         self.evaluator, self.gan, self.every, self.last_epoch = evaluator, gan, every, last_epoch
-        self.logged_until, self.best_path, self.on_eval, self.quiet = logged_until, best_path, on_eval, quiet
+        self.log, self.best_path, self.on_eval, self.quiet, self.upload = log, best_path, on_eval, quiet, upload
         self.best_fid, self.best_epoch = best
 
     def on_epoch_end(self, epoch, logs=None):
@@ -158,9 +167,10 @@ class Evaluation(keras.callbacks.Callback):
             self.best_fid, self.best_epoch = m["fid"], done
             self.best_path.parent.mkdir(parents=True, exist_ok=True)
             self.gan.sampler.save(self.best_path)
+            if self.upload:
+                mlflow.log_artifact(str(self.best_path), "models")
         m.update(fid_best=self.best_fid, fid_best_epoch=self.best_epoch)
-        if done > self.logged_until:
-            mlflow.log_metrics(m, step=done)
+        self.log(m, done)
         if not self.quiet:
             print(f"  eval @{done}: fid {m['fid']:.2f} (best {self.best_fid:.2f} @{self.best_epoch})  "
                   f"mnist_score {m['mnist_score']:.2f}  modes {m['modes_covered']}  precision {m['precision']:.2f}  "

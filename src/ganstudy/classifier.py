@@ -1,22 +1,25 @@
-"""The MNIST feature network: a small CNN classifier trained once per machine and data set, then frozen.
+"""The MNIST feature network: a small CNN classifier, trained once by `python -m ganstudy.classifier` and shipped
+frozen inside the package, so that every machine, worker and resumed run scores in the same feature space.
 
 Generated images are scored in its feature space (FID, KID, precision/recall) and by its predictions
-(MNIST score, modes), as TF-GAN's MNIST evaluation does. The cached file is keyed by a hash of the
-images it was trained on, and every score names that hash and the network's held-out accuracy.
+(MNIST score, modes), as TF-GAN's MNIST evaluation does. Every run names the network by the hash of its
+weights (tag `ganstudy.classifier`) and logs its held-out accuracy.
 """
 from __future__ import annotations
 
-import hashlib
+import argparse
 import json
-import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers
+from omegaconf import OmegaConf
 
-from ganstudy.data import Splits, to_model_range
+from ganstudy import yardstick
+from ganstudy.data import Splits, load_mnist, to_model_range
 
 FEATURES_LAYER = "features"
 
@@ -24,7 +27,7 @@ FEATURES_LAYER = "features"
 @dataclass
 class FeatureNet:
     model: keras.Model          # image in [-1, 1] -> (features, logits)
-    key: str                    # hash of the training data and recipe
+    key: str                    # hash of the weights
     accuracy: float             # held-out accuracy
 
     def embed(self, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +40,7 @@ class FeatureNet:
         return np.concatenate(feats), np.concatenate(logits)
 
 
-RECIPE = "shift0.1/cnn32-64-pool/dense128/adam1e-3/bs64/ep15/v1"  # change it to retrain every cached net
+RECIPE = "mnist5k-seed0/shift0.1/cnn32-64-pool/dense128/adam1e-3/bs64/ep15"
 
 
 def _build() -> keras.Model:
@@ -69,38 +72,50 @@ def train_classifier(splits: Splits, seed: int = 0, epochs: int = 15) -> tuple[k
     return model, float(accuracy)
 
 
-def data_key(splits: Splits) -> str:
-    """Hash of the classifier's training and held-out images and its recipe."""
-    h = hashlib.sha256(RECIPE.encode())
-    for a in (splits.train_x, splits.train_y, splits.test_x, splits.test_y):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:12]
+_loaded: FeatureNet | None = None  # one load per process: a sweep's trials share it
 
 
-_loaded: dict[Path, FeatureNet] = {}  # one load per process: a sweep's trials share it
+def feature_net() -> FeatureNet:
+    """The shipped network, loaded once per process; its weights must still have the hash they shipped with."""
+    global _loaded
+    if _loaded is None:
+        info = yardstick.shipped_info()
+        with resources.as_file(yardstick.shipped_file(yardstick.WEIGHTS)) as path:
+            model = keras.models.load_model(path, safe_mode=True)
+        if (found := yardstick.weights_hash(model.get_weights())) != info["hash"]:
+            raise RuntimeError(f"the shipped feature network's weights hash to {found}, not {info['hash']}: "
+                               "the installed package is damaged; reinstall ganstudy")
+        _loaded = FeatureNet(_with_features(model), info["hash"], info["accuracy"])
+    return _loaded
 
 
-def feature_net(splits: Splits, cache_dir: str | Path) -> FeatureNet:
-    """The cached feature network for these splits, training (and caching) it on first use."""
-    key = data_key(splits)
-    folder = Path(cache_dir).expanduser()
-    model_file, info_file = folder / f"mnist_classifier-{key}.keras", folder / f"mnist_classifier-{key}.json"
-    if model_file in _loaded and model_file.exists():
-        return _loaded[model_file]
-    if model_file.exists() and info_file.exists():
-        model = keras.models.load_model(model_file, safe_mode=True)
-        accuracy = json.loads(info_file.read_text())["accuracy"]
-    else:
-        print(f"training the MNIST feature network on {len(splits.train_x)} images (once per data set) ...",
-              flush=True)
-        model, accuracy = train_classifier(splits)
-        folder.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so that parallel workers never read a half-written file.
-        tmp = folder / f".{key}-{os.getpid()}.keras"
-        model.save(tmp)
-        os.replace(tmp, model_file)
-        tmp_info = folder / f".{key}-{os.getpid()}.json"
-        tmp_info.write_text(json.dumps({"accuracy": accuracy, "recipe": RECIPE, "train_images": len(splits.train_x)}))
-        os.replace(tmp_info, info_file)
-    _loaded[model_file] = FeatureNet(_with_features(model), key, accuracy)
-    return _loaded[model_file]
+def save_network(model: keras.Model, accuracy: float, train_images: int, folder: Path) -> str:
+    """Weights without optimizer state, and the JSON that names them; returns their hash."""
+    frozen = _build()
+    frozen.set_weights(model.get_weights())
+    folder.mkdir(parents=True, exist_ok=True)
+    frozen.save(folder / yardstick.WEIGHTS)
+    key = yardstick.weights_hash(frozen.get_weights())
+    (folder / yardstick.INFO).write_text(json.dumps(
+        {"hash": key, "accuracy": accuracy, "recipe": RECIPE, "train_images": train_images,
+         "trained_by": yardstick.RETRAIN}, indent=1) + "\n")
+    return key
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog=yardstick.RETRAIN, description=(
+        "Train the MNIST feature network from the bundled 5k subset with the shipped recipe, save it to --out "
+        "and say whether it is the shipped network, bit for bit."))
+    parser.add_argument("--out", type=Path, required=True, help="folder for mnist_classifier.keras/.json "
+                        "(src/ganstudy/weights replaces the shipped network: every earlier score then differs)")
+    args = parser.parse_args(argv)
+    splits = load_mnist(OmegaConf.create({"name": "mnist5k", "path": None, "holdout": 1000}))
+    model, accuracy = train_classifier(splits)
+    key = save_network(model, accuracy, len(splits.train_x), args.out)
+    shipped = yardstick.shipped_info()["hash"]
+    print(f"{args.out / yardstick.WEIGHTS}: hash {key}, held-out accuracy {accuracy:.4f}; "
+          + ("the shipped network, bit for bit" if key == shipped else f"differs from the shipped {shipped}"))
+
+
+if __name__ == "__main__":
+    main()

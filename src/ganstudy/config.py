@@ -80,7 +80,6 @@ class EvalConfig:
     n_samples: int = MISSING
     detector: bool = MISSING
     detector_epochs: int = MISSING
-    cache_dir: str = MISSING
 
 
 @dataclass

@@ -228,6 +228,25 @@ def _open_study(spec: DictConfig, url: str, attempts: int = 5):
             time.sleep(1 + attempt)
 
 
+def refuse_other_network(spec: DictConfig) -> None:
+    """A study whose runs were scored with another feature network is not continued: its FIDs and ours
+    would not be comparable, and TPE, the pruner and the best trial would mix them."""
+    from mlflow.tracking import MlflowClient
+
+    from ganstudy.tracking import use_store
+    from ganstudy.yardstick import refuse_other, shipped_info
+
+    tracking = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"]).tracking
+    use_store(tracking.uri)
+    client = MlflowClient()
+    if (experiment := client.get_experiment_by_name(tracking.experiment)) is None:
+        return
+    other = client.search_runs([experiment.experiment_id], f"tags.`{Tag.STUDY}` = '{spec.study_name}' and "
+                               f"tags.`{Tag.CLASSIFIER}` != '{shipped_info()['hash']}'", max_results=1)
+    if other:
+        refuse_other(other[0].data.tags[Tag.CLASSIFIER], f"study {spec.study_name} (its run {other[0].info.run_id})")
+
+
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
     """`sweep=NAME` picks the file (default: default); every other `key=value` overrides a key of it."""
     name, overrides = "default", []
@@ -249,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv(argv))
+        refuse_other_network(spec)
     signal.signal(signal.SIGINT, _on_sigint)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
     try:

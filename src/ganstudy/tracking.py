@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ganstudy.config import ConfigError
+from ganstudy.yardstick import refuse_other
 
 RUN_ID_FILE = "mlflow_run_id.txt"
 # Keys that may differ between a run and its resumption (epochs: to train a finished run longer; threads and
@@ -159,6 +160,7 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
                               f"continue it with resume={run_dir}, or choose another folder")
         return None, run_dir
     run_id, found_dir = find_run(cfg.resume)
+    refuse_other(MlflowClient().get_run(run_id).data.tags.get(Tag.CLASSIFIER), f"resume={cfg.resume}: run {run_id}")
     for key, old in logged_params(run_id).items():
         if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
             raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
@@ -180,10 +182,24 @@ def logged_params(run_id: str) -> dict[str, str]:
     return MlflowClient().get_run(run_id).data.params
 
 
-def last_logged_epoch(run_id: str, metric: str = "d_loss") -> int:
-    """The highest epoch the run has logged `metric` for (0: none)."""
-    history = MlflowClient().get_metric_history(run_id, metric)
-    return max((m.step for m in history), default=0)
+def logged_steps(run_id: str | None) -> dict[str, int]:
+    """The last step each metric of a run was logged at ({} for a new run): a resumed run replays the epochs
+    since its checkpoint, and logs only what its killed process had not."""
+    if run_id is None:
+        return {}
+    client = MlflowClient()
+    return {key: max(m.step for m in client.get_metric_history(run_id, key))
+            for key in client.get_run(run_id).data.metrics}
+
+
+def last_image_step(run_id: str | None, key: str) -> int:
+    """The last step of the run's `mlflow.log_image(key=...)` images (0: none); MLflow names their files
+    images/<key>+step+<step>+timestamp+..."""
+    if run_id is None:
+        return 0
+    steps = [int(a.path.split("+step+")[1].split("+")[0]) for a in MlflowClient().list_artifacts(run_id, "images")
+             if Path(a.path).name.startswith(f"{key}+step+")]
+    return max(steps, default=0)
 
 
 def metric_series(run_id: str, metric: str) -> list[tuple[int, float]]:

@@ -98,12 +98,20 @@ def _restore(gan, cfg: DictConfig, run_dir: Path, resuming: bool):
     if gan.ema_generator is not None:
         nets["generator_ema"] = gan.ema_generator
     ckpt = tf.train.Checkpoint(**nets, generator_optimizer=gan.g_optimizer, discriminator_optimizer=gan.d_optimizer,
-                               noise_seed=gan.noise_seed.state, epoch=epoch_var)
+                               noise_seed=gan.noise_seed.state, dropout_seeds=_rng_states(*nets.values()),
+                               epoch=epoch_var)
     keep = None if cfg.train.checkpoints == "all" else 1
     manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=keep)
     if resuming and manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     return manager, epoch_var
+
+
+def _rng_states(*models) -> list:
+    """The models' random states that are not weights (Dropout's seed generators): a replayed epoch must draw
+    the dropout masks the killed one drew."""
+    weights = {id(w) for m in models for w in m.weights}
+    return [v for m in models for v in m.variables if id(v) not in weights]
 
 
 def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, tags) -> RunResult:
@@ -117,7 +125,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
 
     t = cfg.train
     _use_threads(t.threads)  # before TensorFlow's first op
-    net = feature_net(data.splits, cfg.eval.cache_dir)
+    net = feature_net()
     evaluator = Evaluator(net, data.splits, cfg.eval.n_samples, seed=t.seed)
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
@@ -169,16 +177,17 @@ def _train_epochs(cfg, gan, data: _Data, run_id, run_dir: Path, manager, epoch_v
 
     t = cfg.train
     first_epoch = int(epoch_var.numpy())
-    logged_until = tracking.last_logged_epoch(run_id)  # > 0 only when resuming
+    log = cb.LogOnce(tracking.logged_steps(run_id))
     best = tracking.best_value(run_id, "fid", until_step=first_epoch)
     fixed_noise = np.random.default_rng(t.seed).standard_normal((16, cfg.model.noise_dim)).astype(np.float32)
     quiet = t.progress == "none"
     stopper = cb.StopOnDivergence()
-    callbacks = [stopper, cb.MlflowMetrics(data.steps, t.log_every_steps, logged_until),
-                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", logged_until),
-                 cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, logged_until, best,
-                               run_dir / "models" / "generator_best.keras", on_eval, quiet),
-                 cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs, upload=t.checkpoints == "all")]
+    upload = t.checkpoints == "all"  # what a resume on another machine needs
+    callbacks = [stopper, cb.MlflowMetrics(data.steps, t.log_every_steps, log),
+                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", tracking.last_image_step(run_id, "samples")),
+                 cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, log, best,
+                               run_dir / "models" / "generator_best.keras", on_eval, quiet, upload),
+                 cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs, upload)]
     if not quiet:
         callbacks.append(cb.EpochSummary(t.epochs))
     bar = t.progress == "bar" or (t.progress == "auto" and sys.stdout.isatty())
