@@ -21,8 +21,8 @@ PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "sl
 def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
     """The study's MLflow run id: found again through the study on resume, created on first use.
 
-    Workers on one machine take a file lock around this; workers on several machines starting in the
-    same instant could each create one (the study keeps the last, and the others stay empty).
+    Workers that start in the same instant (on one machine or several) each create one, then all elect the
+    same one and the others delete theirs: the shared stores decide, no lock is needed.
     """
     from ganstudy.tracking import Tag, use_experiment
 
@@ -31,11 +31,33 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
     if PARENT_ATTR in study.user_attrs and _exists(client, study.user_attrs[PARENT_ATTR]):
         return study.user_attrs[PARENT_ATTR]
     # New, or a study carried to another tracking store (its parent run is not there): a parent run here.
-    run = client.create_run(experiment_id, run_name=f"study {spec.study_name}",
-                            tags={Tag.STUDY: spec.study_name, Tag.ROLE: "study"})
-    client.log_text(run.info.run_id, OmegaConf.to_yaml(spec), "sweep.yaml")
-    study.set_user_attr(PARENT_ATTR, run.info.run_id)
-    return run.info.run_id
+    mine = client.create_run(experiment_id, run_name=f"study {spec.study_name}",
+                             tags={Tag.STUDY: spec.study_name, Tag.ROLE: "study"}).info
+    winner = _elect(client, experiment_id, spec.study_name, mine.start_time)
+    if winner == mine.run_id:
+        client.log_text(winner, OmegaConf.to_yaml(spec), "sweep.yaml")
+    else:
+        client.delete_run(mine.run_id)
+    study.set_user_attr(PARENT_ATTR, winner)
+    return winner
+
+
+ELECTION_WAIT = 1.0  # seconds: far longer than a created run takes to show in the tracking store
+RACE_WINDOW_MS = 60_000  # a parent run of this study's name from before then is an earlier study's
+
+
+def _elect(client: MlflowClient, experiment_id: str, study_name: str, start_time: int) -> str:
+    """The earliest (start time, then id) of the parent runs that workers racing to create one made. Each
+    worker creates its run, then waits before it looks: the earliest run exists by then, and every racer
+    elects it (given clocks in step within the wait, as NTP keeps them)."""
+    import time
+
+    from ganstudy.tracking import Tag
+
+    time.sleep(ELECTION_WAIT)
+    runs = client.search_runs([experiment_id], f"tags.`{Tag.STUDY}` = '{study_name}' and tags.`{Tag.ROLE}` = 'study' "
+                              f"and attributes.start_time >= {start_time - RACE_WINDOW_MS}")
+    return min((r.info.start_time, r.info.run_id) for r in runs)[1]
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:
