@@ -109,6 +109,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for mnist_classifier.keras/.json "
                         "(src/ganstudy/weights replaces the shipped network: every earlier score then differs)")
     args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    # One thread, as the shipped network was trained (in a sweep trial's process): reductions then run in one
+    # order, and the same recipe gives the same weights bit for bit.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     splits = load_mnist(OmegaConf.create({"name": "mnist5k", "path": None, "holdout": 1000}))
     model, accuracy = train_classifier(splits)
     key = save_network(model, accuracy, len(splits.train_x), args.out)

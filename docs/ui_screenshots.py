@@ -1,0 +1,127 @@
+"""The README's pictures of the MLflow UI over a study: the best trial's `samples` chart at its last step, with
+the step slider, and the two best trials' grids at the same step in the runs view's chart mode.
+
+    python docs/ui_screenshots.py --store sqlite:///mlruns/mlflow.db --study ganstudy-default
+
+Needs Debian's chromium and chromium-driver and `pip install selenium`: Chromium waits for the charts in real
+time (its --virtual-time-budget leaves the lazily loaded images as spinners).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+DOCS = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ui(store: str, port: int) -> subprocess.Popen:
+    ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                           "--port", str(port), "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+    for _ in range(180):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+            return ui
+        except OSError:
+            time.sleep(1)
+    raise SystemExit("mlflow ui did not start")
+
+
+def browser(height: int):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size=1300,{height}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def click(driver, xpath: str, wait: float = 5) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("arguments[0].click();", driver.find_element(By.XPATH, xpath))
+    time.sleep(wait)
+
+
+def samples_at_last_step(driver) -> None:
+    """Filter the charts to `samples`, open it full size and move its step slider to the last step."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    click(driver, "//button[@aria-label='Close']", 2)  # the MLflow Assistant panel
+    driver.find_element(By.XPATH, "//input[@placeholder='Search metric charts']").send_keys("samples")
+    time.sleep(8)
+    card = driver.find_element(By.XPATH, "//h4[normalize-space(text())='samples']/ancestor::div[.//input][1]")
+    card.find_elements(By.XPATH, ".//button")[0].click()  # full size
+    time.sleep(5)
+    dialog = driver.find_elements(By.XPATH, "//*[@role='dialog']")[-1]
+    slider = dialog.find_element(By.XPATH, ".//*[@role='slider']")
+    for _ in range(int(slider.get_attribute("aria-valuemax"))):
+        slider.send_keys(Keys.ARROW_RIGHT)
+        time.sleep(0.3)
+    time.sleep(10)  # the images load
+    images = dialog.find_elements(By.XPATH, ".//img")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'end'});", images[-1])
+    time.sleep(2)
+
+
+def top_trials(client: MlflowClient, study: str, n: int):
+    experiment = client.get_experiment_by_name("ganstudy")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`ganstudy.study` = '{study}' and "
+                              "tags.`ganstudy.role` = 'trial' and attributes.status = 'FINISHED'",
+                              order_by=["metrics.fid_best ASC"], max_results=n)
+    return experiment.experiment_id, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="sqlite:///mlruns/mlflow.db")
+    parser.add_argument("--study", default="ganstudy-default")
+    args = parser.parse_args()
+    experiment, runs = top_trials(MlflowClient(args.store), args.study, 2)
+    port = free_port()
+    ui = start_ui(args.store, port)
+    base = f"http://127.0.0.1:{port}/#/experiments/{experiment}"
+    try:
+        driver = browser(1300)
+        driver.get(f"{base}/runs/{runs[0].info.run_id}/model-metrics?workflowType=machine_learning")
+        time.sleep(15)
+        samples_at_last_step(driver)
+        driver.save_screenshot(str(DOCS / "ui_samples_slider.png"))
+        driver.quit()
+        # The runs view's charts, filtered to the two best trials (nested under the study's run: expanded).
+        ids = ", ".join(f"'{r.info.run_id}'" for r in runs)
+        query = urllib.parse.urlencode({"workflowType": "machine_learning", "compareRunsMode": "CHART",
+                                        "searchFilter": f"attributes.run_id IN ({ids})"})
+        driver = browser(2750)
+        driver.get(f"{base}/runs?{query}")
+        time.sleep(15)
+        click(driver, "//button[contains(@data-component-id, 'runnamecellrenderer')]")
+        samples_at_last_step(driver)
+        driver.save_screenshot(str(DOCS / "ui_compare_grids.png"))
+        driver.quit()
+    finally:
+        os.killpg(ui.pid, 15)
+    print(f"wrote {DOCS / 'ui_samples_slider.png'} and {DOCS / 'ui_compare_grids.png'}")
+
+
+if __name__ == "__main__":
+    main()
