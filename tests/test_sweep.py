@@ -19,12 +19,13 @@ from conftest import load, start, sweep_args
 
 
 def trials_so_far(tmp_path):
-    """The study's trials; none while the worker has not created it yet or holds the SQLite lock."""
-    from sqlalchemy.exc import OperationalError
+    """The study's trials; none while the worker has not created it yet, is setting its tables up (this reader
+    and the worker may both try), or holds the SQLite lock."""
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         return load(tmp_path).get_trials()
-    except (KeyError, OperationalError):
+    except (KeyError, SQLAlchemyError):
         return []
 
 
