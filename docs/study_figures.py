@@ -3,7 +3,7 @@
     python docs/study_figures.py [--study ganstudy-default] [--storage sqlite:///mlruns/optuna.db]
                                  [--tracking-uri sqlite:///mlruns/mlflow.db] [--out docs/study] [--epoch 20]
 
-Writes the confirm arms' sample grids at one epoch side by side (seed 1 of each arm), the confirm plot,
+Writes the confirm arms' sample grids at one epoch side by side (seed 1 of each arm), the confirm table and plot,
 Optuna's plots (PNG, from the study's MLflow parent run) and best.json, and prints the study's wall time
 (first trial start to last trial end), trial counts, best trial, parameter importances and the confirm
 table as JSON, then the trials as a markdown table. `--experiment conf/experiment/best.yaml` also writes the best trial as a Hydra experiment:
@@ -139,6 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary["confirm"] = json.loads(Path(download_artifacts(run_id=parent_id, artifact_path="confirm.json",
                                                                 dst_path=tmp)).read_text())
+        (args.out / "confirm.json").write_text(json.dumps(summary["confirm"], indent=1))
         shutil.copy(download_artifacts(run_id=parent_id, artifact_path="confirm.png", dst_path=tmp), args.out)
         report = Path(download_artifacts(run_id=parent_id, artifact_path="report", dst_path=tmp))
         for png in report.glob("*.png"):
