@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,27 @@ def count_runs(store: str) -> int:
 
     client = MlflowClient(store)
     return sum(len(client.search_runs([e.experiment_id])) for e in client.search_experiments())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(args: list, url: str, limit: float = 180, log: Path | None = None, **popen) -> subprocess.Popen:
+    """Start a server in a session of its own (its output to `log`) and wait until `url` answers."""
+    with open(log, "w") if log else open(os.devnull, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+    deadline = time.time() + limit
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return proc
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    pytest.fail(f"{args[0]} did not answer at {url}" + (f":\n{log.read_text()}" if log else ""))
 
 
 def sweep_args(tmp_path, *extra):

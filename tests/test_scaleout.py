@@ -5,7 +5,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,22 +16,16 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-import requests
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from conftest import free_port, serve
 from ganstudy import sweep_spec
 from ganstudy.config import compose
 
 pytestmark = pytest.mark.slow
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +61,12 @@ def servers(tmp_path_factory):
             conn.execute("CREATE DATABASE optuna")
             conn.execute("CREATE DATABASE mlflow")
         web_port = free_port()
-        log = tmp / "mlflow_server.log"
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # its GenAI job runner: 8 processes
-        with open(log, "w") as out:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"postgresql+psycopg://{db}/mlflow",
-                 "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1", "--port", str(web_port),
-                 "--workers", "1"], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{web_port}"
-        deadline = time.time() + 120
-        while not _answers(url):
-            assert server.poll() is None and time.time() < deadline, f"mlflow server did not start:\n{log.read_text()}"
-            time.sleep(0.5)
+        server = serve([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                        f"postgresql+psycopg://{db}/mlflow", "--artifacts-destination", str(tmp / "artifacts"),
+                        "--host", "127.0.0.1", "--port", str(web_port), "--workers", "1"],
+                       f"{url}/health", limit=120, log=tmp / "mlflow_server.log", cwd=tmp, env=env)
         yield SimpleNamespace(optuna=f"postgresql+psycopg://{db}/optuna", mlflow=url)
     finally:
         if server is not None:
@@ -88,13 +75,6 @@ def servers(tmp_path_factory):
         if (pg_dir / "data" / "postmaster.pid").exists():
             pg(bin_dir / "pg_ctl", "-D", pg_dir / "data", "-m", "fast", "-w", "stop")
         shutil.rmtree(pg_dir)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health", timeout=2).ok
-    except requests.RequestException:
-        return False
 
 
 def worker(folder: Path, servers, n_trials: int) -> subprocess.Popen:

@@ -3,17 +3,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import load
+from conftest import free_port, load, serve
 from ganstudy.tracking import ui_hint
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,26 +23,6 @@ def test_ui_hint_opens_the_model_training_view_locally_or_on_the_server():
         "          then open http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
     assert ui_hint("http://tracking.lan:5000/", "7") == (
         "  see it: http://tracking.lan:5000/#/experiments/7?workflowType=machine_learning")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(args: list[str], url: str, limit: float = 180) -> subprocess.Popen:
-    """Start a server and wait until `url` answers."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + limit
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            return proc
-        except OSError:
-            time.sleep(1)
-    proc.kill()
-    pytest.fail(f"{args[0]} did not answer at {url}")
 
 
 def chromium(*args: str, budget_ms: int = 30000) -> str:

@@ -160,8 +160,9 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
                               f"continue it with resume={run_dir}, or choose another folder")
         return None, run_dir
     run_id, found_dir = find_run(cfg.resume)
-    refuse_other(MlflowClient().get_run(run_id).data.tags.get(Tag.CLASSIFIER), f"resume={cfg.resume}: run {run_id}")
-    for key, old in logged_params(run_id).items():
+    run = MlflowClient().get_run(run_id)
+    refuse_other(run.data.tags.get(Tag.CLASSIFIER), f"resume={cfg.resume}: run {run_id}")
+    for key, old in run.data.params.items():
         if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
             raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
     if found_dir is not None:
@@ -176,10 +177,6 @@ def end_if_running(run_id: str, status: str) -> None:
     client = MlflowClient()
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, status)
-
-
-def logged_params(run_id: str) -> dict[str, str]:
-    return MlflowClient().get_run(run_id).data.params
 
 
 def logged_steps(run_id: str | None) -> dict[str, int]:
