@@ -1,0 +1,157 @@
+"""Is the search worth it? The default study's way against the peers' ways, same space and trial budget.
+
+    python benchmarks/search_efficiency.py [--quick] [--arms default random tpe] [--out DIR] [--default-storage URL]
+                                           [--report-only]
+
+Arms, each an Optuna study of sweeps/default.yaml (12-epoch trials, 30 of them, two side by side) in one
+SQLite storage under --out:
+- `default`: the study as shipped: TPE, successive halving (rungs at epochs 2 and 6), the quick settings first;
+- `random`: random search without pruning and without a warm start (Lucic et al. 2018, compare_gan);
+- `tpe`: TPE without pruning and without a warm start (what Hydra's Optuna sweeper does).
+An arm is `python -m ganstudy.sweep` with the arm's overrides, so a rerun of this command continues an
+unfinished arm where it stopped (the Optuna storage) and skips a finished one. `--default-storage URL` reads
+the default arm from a study that ran elsewhere (e.g. docs/study/ganstudy-default.optuna.db) instead.
+Before an arm trains, the machine is calibrated: seconds per epoch of experiment=quick's training steps on
+all cores, alone, so that arms run in different sessions can be put on one time axis (quick-epoch units).
+
+Prints one JSON line: per arm, best-so-far against wall-clock minutes and against trial-epochs, the expected
+best after k trials with its spread (ganstudy.stats.expected_best), and the time the default arm took to reach
+random search's final best (aim: at most half of random search's wall time). Writes search_efficiency.png and
+.json into --out. --quick: sweep=tiny, 4 trials an arm, a few minutes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import harness  # noqa: E402 - before TensorFlow: it quiets TensorFlow's C++ logs
+
+ARMS = {"default": [], "random": ["sampler.name=random", "pruner.name=none", "enqueue=[]"],
+        "tpe": ["pruner.name=none", "enqueue=[]"]}
+STUDY_PREFIX = "se-"
+
+
+def run_arm(arm: str, sweep: str, out: Path, bench) -> None:
+    calibration = out / "calibration.json"
+    seen = json.loads(calibration.read_text()) if calibration.exists() else {}
+    seen.setdefault(arm, []).append({"time": time.time(), "quick_epoch_s": quick_epoch_seconds(bench),
+                                     "cpu_model": harness.cpu_model(), "loadavg": harness.load()})
+    calibration.write_text(json.dumps(seen, indent=1))
+    cmd = [sys.executable, "-m", "ganstudy.sweep", f"sweep={sweep}", f"study_name={STUDY_PREFIX}{arm}",
+           f"storage=sqlite:///{out / 'optuna.db'}", f"out_dir={out / 'runs'}", *ARMS[arm]]
+    bench.log(f"arm {arm}: {' '.join(cmd[1:])}")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out / 'mlflow.db'}"}
+    subprocess.run(cmd, cwd=out, env=env, check=True, stdout=sys.stderr)
+
+
+def quick_epoch_seconds(bench, seconds: float = 20.0) -> float:
+    """Seconds per epoch (125 steps of 32) of experiment=quick's training steps, in a fresh process."""
+    code = ("import sys, harness, time; from ganstudy.config import compose; from ganstudy.model import build_gan;"
+            "from ganstudy.data import load_mnist, training_images;"
+            "cfg = compose(['run_dir=unused']); s = load_mnist(cfg.data); imgs = training_images(s, cfg.data);"
+            "st = harness.Stepping(imgs, 32, 0); gan = build_gan(cfg, 8); st(gan, 16); n = 0; t = 0.0\n"
+            f"while t < {seconds}: w, _ = st(gan, st.steps_per_epoch); t += w; n += 1\n"
+            "print(t / n)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True,
+                         check=True)
+    value = float(out.stdout.strip().splitlines()[-1])
+    bench.log(f"calibration: {value:.1f} s per quick epoch")
+    return value
+
+
+def arm_curves(storage_url: str, study_name: str) -> dict:
+    """Best-so-far against minutes and trial-epochs, and the expected best after k trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ganstudy.stats import expected_best
+
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
+    start = min(t.datetime_start for t in trials)
+    points, best, epochs = [], float("inf"), 0
+    for t in sorted(trials, key=lambda t: t.datetime_complete):
+        epochs += max(t.intermediate_values, default=0)
+        if t.state == TrialState.COMPLETE:
+            best = min(best, t.value)
+        points.append({"trial": t.number, "state": t.state.name, "minutes": (t.datetime_complete - start).total_seconds() / 60,
+                       "trial_epochs": epochs, "best": best if best < float("inf") else None})
+    # A pruned trial counts with its value when stopped: fid_best only falls with more epochs, so an upper bound.
+    values = [t.value if t.state == TrialState.COMPLETE else t.intermediate_values[max(t.intermediate_values)]
+              for t in trials if t.state == TrialState.COMPLETE or t.intermediate_values]
+    expected = [dict(zip(("k", "mean", "std"), (k, *expected_best(values, k)))) for k in range(1, len(values) + 1)]
+    states = [t.state.name for t in trials]
+    return {"study": study_name, "n_trials": len(trials), "complete": states.count("COMPLETE"),
+            "pruned": states.count("PRUNED"), "failed": states.count("FAIL"), "minutes": points[-1]["minutes"],
+            "trial_epochs": epochs, "best": best, "curve": points, "expected_best": expected}
+
+
+def reached(curve: list[dict], target: float) -> float | None:
+    """Minutes until the best-so-far was at least as good as target (None: never)."""
+    return next((p["minutes"] for p in curve if p["best"] is not None and p["best"] <= target), None)
+
+
+def plot(arms: dict, out: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.8))
+    ax_min, ax_ep, ax_k = fig.subplots(1, 3)
+    for arm, a in arms.items():
+        pts = [p for p in a["curve"] if p["best"] is not None]
+        ax_min.step([p["minutes"] for p in pts], [p["best"] for p in pts], where="post", label=arm)
+        ax_ep.step([p["trial_epochs"] for p in pts], [p["best"] for p in pts], where="post", label=arm)
+        ks = [e["k"] for e in a["expected_best"]]
+        mean = [e["mean"] for e in a["expected_best"]]
+        std = [e["std"] for e in a["expected_best"]]
+        ax_k.plot(ks, mean, label=arm)
+        ax_k.fill_between(ks, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    ax_min.set(xlabel="wall-clock minutes", ylabel="best fid_best so far", yscale="log")
+    ax_ep.set(xlabel="trial-epochs trained", yscale="log")
+    ax_k.set(xlabel="trials k", ylabel="expected best of k (± std)", yscale="log")
+    ax_min.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out / "search_efficiency.png", dpi=100)
+    return out / "search_efficiency.png"
+
+
+def main() -> None:
+    p = harness.parser(__doc__, "sweep=tiny, 4 trials an arm")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out/search_efficiency"))
+    p.add_argument("--default-storage", help="read the default arm from this storage's study instead of running it")
+    p.add_argument("--report-only", action="store_true", help="train nothing: report what the storage holds")
+    args = p.parse_args()
+    bench = harness.Bench("search_efficiency")
+    out = (args.out.parent / (args.out.name + "-quick") if args.quick else args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sweep = "tiny" if args.quick else "default"
+    for arm in args.arms:
+        if not args.report_only and not (arm == "default" and args.default_storage):
+            run_arm(arm, sweep, out, bench)
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    arms = {}
+    for arm in args.arms:
+        if arm == "default" and args.default_storage:
+            arms[arm] = arm_curves(args.default_storage, "tiny" if args.quick else "ganstudy-default")
+        else:
+            arms[arm] = arm_curves(storage, STUDY_PREFIX + arm)
+    result = {"command": harness.command(), "arms": arms}
+    if "default" in arms and "random" in arms:
+        t = reached(arms["default"]["curve"], arms["random"]["best"])
+        result["default_reaches_random_best_min"] = t
+        result["default_over_random_time"] = None if t is None else t / arms["random"]["minutes"]
+        result["aim_met"] = t is not None and t <= arms["random"]["minutes"] / 2
+    cal = out / "calibration.json"
+    result["calibration"] = json.loads(cal.read_text()) if cal.exists() else {}
+    result["plot"] = str(plot(arms, out))
+    (out / "search_efficiency.json").write_text(json.dumps(result, indent=1))
+    bench.finish({k: v for k, v in result.items() if k != "arms"} |
+                 {"arms": {a: {k: v for k, v in s.items() if k not in ("curve", "expected_best")} for a, s in arms.items()}})
+
+
+if __name__ == "__main__":
+    main()
