@@ -61,6 +61,10 @@ def test_real_images_score_near_the_floor_and_noise_far(net, splits):
     s1, s2 = np.cov(ref.astype(np.float64), rowvar=False), np.cov(held.astype(np.float64), rowvar=False)
     expected = np.sum((ref.mean(0) - held.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
     assert floor["real_fid"] == pytest.approx(expected, rel=1e-3)
+    # Precision/recall compare as many real as generated features: 500 training images, not the 10,000.
+    from ganstudy.metrics import precision_recall
+
+    assert (floor["real_precision"], floor["real_recall"]) == pytest.approx(precision_recall(ref[:500], held), abs=1e-6)
 
 
 def test_detection_scores_against_pair_counting():

@@ -5,7 +5,7 @@ import pytest
 from scipy.linalg import sqrtm
 from scipy.spatial.distance import cdist
 
-from ganstudy.metrics import class_kl, fid, kid, mnist_score, modes_covered, precision_recall
+from ganstudy.metrics import class_kl, fid, kid, knn_radii, mnist_score, modes_covered, precision_recall
 
 
 def _rng(seed=0):
@@ -158,6 +158,14 @@ def test_precision_recall_chunked_matches_cdist():
     p_ref = np.mean(np.any(cdist(fake, real) <= r_real[None, :], axis=1))
     r_ref = np.mean(np.any(cdist(real, fake) <= r_fake[None, :], axis=1))
     assert precision_recall(real, fake, k=k) == pytest.approx((p_ref, r_ref), abs=1e-12)
+
+
+def test_precomputed_reference_radii_give_the_same_answer():
+    rng = _rng(11)
+    real, fake = rng.normal(size=(300, 5)), rng.normal(loc=0.3, size=(300, 5))
+    radii = knn_radii(real, 3)
+    assert radii == pytest.approx(np.sort(cdist(real, real), axis=1)[:, 3], abs=1e-12)
+    assert precision_recall(real, fake, real_radii=radii) == precision_recall(real, fake)
 
 
 def test_precision_recall_identical_sets():

@@ -53,6 +53,16 @@ def test_train_step_updates_both_networks(precision):
     assert gan.generator(np.zeros((1, 8), np.float32)).dtype == "float32"
 
 
+@pytest.mark.parametrize("precision, compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_mixed_precision_covers_every_layer_but_the_float32_outputs(precision, compute):
+    g, d = make_generator(8, 0.25, precision), make_discriminator(0.3, 0.25, precision)
+    dtypes = {layer.name: layer.dtype_policy.compute_dtype for layer in g.layers + d.layers}
+    outputs = {g.layers[-1].name, d.layers[-1].name}  # the image and the logit leave in float32
+    assert {name: dt for name, dt in dtypes.items() if name not in outputs} == dict.fromkeys(set(dtypes) - outputs, compute)
+    assert {dtypes[name] for name in outputs} == {"float32"}
+    assert {type(layer).__name__ for layer in g.layers + d.layers} >= {"Reshape", "Dropout", "Flatten"}
+
+
 def test_losses_are_the_articles_cross_entropy():
     real_logits = np.array([[2.0], [-0.5], [0.3]], np.float32)
     fake_logits = np.array([[-1.0], [0.7], [0.0]], np.float32)

@@ -156,8 +156,8 @@ def test_workers_share_a_study_on_postgresql_and_an_mlflow_server_through_a_kill
 
 def test_workers_that_start_together_elect_one_parent_run(servers, monkeypatch):
     """Two workers create their parent runs before either looks (as on two machines in the same instant):
-    both take the same one, the other is deleted, and an earlier study's parent run of the same name is not
-    taken."""
+    both take the same one, the other is deleted, and another study's parent run of the same name (another
+    instance) is not taken, however recent."""
     from ganstudy import report
     from ganstudy.tracking import Tag, use_experiment
 
@@ -167,7 +167,7 @@ def test_workers_that_start_together_elect_one_parent_run(servers, monkeypatch):
     client = MlflowClient(servers.mlflow)
     experiment = use_experiment(tracking)
     tags = {Tag.STUDY: "race", Tag.ROLE: "study"}
-    earlier = client.create_run(experiment, start_time=int(time.time() * 1000) - 3_600_000, tags=tags).info.run_id
+    earlier = client.create_run(experiment, tags={**tags, Tag.INSTANCE: "race0"}).info.run_id
 
     real_create = MlflowClient.create_run
     both = threading.Barrier(2, timeout=60)
@@ -183,7 +183,7 @@ def test_workers_that_start_together_elect_one_parent_run(servers, monkeypatch):
         return optuna.load_study(study_name="race", storage=servers.optuna)
 
     with ThreadPoolExecutor(2) as pool:
-        elected = list(pool.map(lambda _: report.parent_run(study(), spec, tracking), range(2)))
+        elected = list(pool.map(lambda _: report.parent_run(study(), spec, tracking, "race1"), range(2)))
     assert elected[0] == elected[1] == study().user_attrs[report.PARENT_ATTR]
     query = "tags.`ganstudy.study` = 'race'"
     assert sorted(r.info.run_id for r in client.search_runs([experiment], query)) == sorted([earlier, elected[0]])

@@ -166,11 +166,40 @@ def test_two_workers_share_one_study(tmp_path):
     (["enqueue=[{model.width: 1.0}]"], "sweep=tiny: enqueue[0].model.width: not a key of space"),
     (["base=[experiment=tiny,eval.n_samples=5000]"], "sweep=tiny: eval.n_samples=5000: must be at most the 1000 "
                                                      "held-out images (data.holdout)"),
+    (["space[optimizer.lr_g].step=1e-4"], "sweep=tiny: space.optimizer.lr_g: step and log cannot go together"),
+    (["space[model.dropout].step=-0.1"], "sweep=tiny: space.model.dropout: step=-0.1: must be > 0"),
+    (["objective=mnist_score", "direction=minimize"], "sweep=tiny: direction=minimize: must be maximize for "
+                                                      "objective=mnist_score (or leave direction out)"),
+    (["space={optimizer: {choices: [adam, rmsprop], when: {train.ema_decay: 0.0}}, "
+      "train.ema_decay: {choices: [0.0, 0.9], when: {optimizer: adam}}}"],
+     "sweep=tiny: space: the conditions of optimizer, optimizer.beta1, train.ema_decay name each other in a cycle"),
 ])
 def test_bad_sweep_settings_are_rejected(overrides, message):
     with pytest.raises(ConfigError) as err:
         sweep_spec.load("tiny", overrides)
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_each_objective_implies_its_direction():
+    assert sweep_spec.load("tiny").direction == "minimize"
+    assert sweep_spec.load("tiny", ["objective=mnist_score"]).direction == "maximize"
+    assert sweep_spec.load("tiny", ["objective=recall", "direction=maximize"]).direction == "maximize"
+
+
+def test_a_condition_may_name_a_key_that_comes_later_in_space(tmp_path):
+    """beta1 is listed before the optimizer it depends on: the file is accepted, and beta1 is searched
+    whenever adam is chosen."""
+    from omegaconf import OmegaConf
+
+    tiny = OmegaConf.load(sweep_spec.sweep_path("tiny"))
+    tiny.space = {"optimizer.beta1": {"low": 0.3, "high": 0.9, "when": {"optimizer": "adam"}},
+                  "optimizer": {"choices": ["adam", "rmsprop"]}}
+    tiny.enqueue = []
+    OmegaConf.save(tiny, tmp_path / "later.yaml")
+    space = sweep_spec.load(str(tmp_path / "later.yaml")).space
+    adam = optuna.trial.FixedTrial({"optimizer": "adam", "optimizer.beta1": 0.4})
+    assert sweep_spec.suggest(adam, space) == ["optimizer.beta1=0.4", "optimizer=adam"]
+    assert sweep_spec.suggest(optuna.trial.FixedTrial({"optimizer": "rmsprop"}), space) == ["optimizer=rmsprop"]
 
 
 @pytest.mark.slow
@@ -287,7 +316,7 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for optimizer, lr in (("sgd", 1.0e30), ("adam", 1.0e-4), ("sgd", 1.0e-4)):
         study.enqueue_trial({"optimizer": optimizer, "optimizer.lr_g": lr})
-    study.optimize(sweep.objective_fn(spec, parent_run_id=None), n_trials=3)
+    study.optimize(sweep.objective_fn(spec, None, tmp_path / "trials", "test", sweep.StudyStop()), n_trials=3)
     diverged, crashed, fine = study.trials
     assert [t.state for t in (diverged, crashed)] == [TrialState.FAIL, TrialState.FAIL]
     assert "diverged at epoch 1, batch" in diverged.user_attrs["fail_reason"]
@@ -309,8 +338,8 @@ def test_a_study_carried_to_another_tracking_store_gets_a_parent_run_there(tmp_p
     study.set_user_attr(report.PARENT_ATTR, "0123456789abcdef0123456789abcdef")
     tracking = compose(["experiment=tiny", "run_dir=x", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
                         f"tracking.artifact_root={tmp_path}/artifacts"]).tracking
-    parent = report.parent_run(study, spec, tracking)
+    parent = report.parent_run(study, spec, tracking, "inst1")
     assert parent != "0123456789abcdef0123456789abcdef" and study.user_attrs[report.PARENT_ATTR] == parent
     run = MlflowClient(tracking.uri).get_run(parent)
     assert run.data.tags["ganstudy.role"] == "study" and run.data.tags["ganstudy.study"] == "tiny"
-    assert report.parent_run(study, spec, tracking) == parent  # found again, not made twice
+    assert report.parent_run(study, spec, tracking, "inst1") == parent  # found again, not made twice

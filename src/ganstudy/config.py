@@ -16,9 +16,11 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DATASETS = ("mnist5k", "mnist")
 PROGRESS = ("auto", "bar", "line", "none")
 CHECKPOINTS = ("all", "latest")
-# Metrics a run returns that a study can optimise (all but detector_auc are reported at every evaluation).
-OBJECTIVES = ("fid_best", "fid", "kid", "mnist_score", "precision", "recall", "class_kl", "d_auc", "d_ap",
-              "detector_auc")
+# Metrics a run returns that a study can optimise, each with the direction that means a better generator (all
+# but detector_auc are reported at every evaluation; a D or detector that tells fakes less well is better).
+OBJECTIVES = {"fid_best": "minimize", "fid": "minimize", "kid": "minimize", "mnist_score": "maximize",
+              "precision": "maximize", "recall": "maximize", "class_kl": "minimize", "d_auc": "minimize",
+              "d_ap": "minimize", "detector_auc": "minimize"}
 
 
 class ConfigError(ValueError):
@@ -154,9 +156,11 @@ def check_against_data(cfg: DictConfig, n_train: int, n_heldout: int) -> None:
            f"at most the {n_heldout} held-out images (data.holdout)")
 
 
-def check_objective(objective: str, cfg: DictConfig) -> None:
-    """A study's objective must be a metric that runs of this config log."""
+def check_objective(objective: str, cfg: DictConfig, direction: str) -> None:
+    """A study's objective must be a metric that runs of this config log, optimised the way that is better."""
     _check(objective in OBJECTIVES, "objective", objective, "one of " + ", ".join(OBJECTIVES))
+    _check(direction == OBJECTIVES[objective], "direction", direction,
+           f"{OBJECTIVES[objective]} for objective={objective} (or leave direction out)")
     _check(objective != "detector_auc" or cfg.eval.detector, "objective", objective,
            "a metric the runs log (detector_auc needs eval.detector=true in base)")
 
@@ -199,7 +203,9 @@ def exit_on_config_error():
     try:
         yield
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from ganstudy.redact import mask
+
+        print(f"error: {mask(str(err))}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,10 +1,14 @@
 """The study's answer: the best settings against the base settings and the article's, each trained with
-several seeds at the same budget: mean ± std of the objective, ratios, Welch p-values and a plot in the
-study's MLflow run."""
+several seeds at the same budget: mean ± std of the objective, ratios with their 95% interval, Welch p-values
+and a plot in the study's MLflow run. A seed whose run fails is a result too: recorded, shown, and trained
+afresh (in a new folder) by the next confirm."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
+import sys
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -14,8 +18,11 @@ import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from ganstudy.config import ConfigError
 from ganstudy.runner import run_isolated, share_of_cores, side_by_side
-from ganstudy.tracking import Tag, folder_run_id
+from ganstudy.stats import ratio_interval, welch_p
+from ganstudy.storage import study_dir, study_instance
+from ganstudy.tracking import Tag, cannot_resume, end_if_running, file_lock, folder_run_id
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
@@ -39,25 +46,30 @@ def _finished_runs(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, 
 
 def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[str, dict]:
     """Train every arm with seeds 1..spec.seeds (reusing runs whose overrides and study run match); log and
-    print the comparison; return {arm: {mean, std, values}} and, per opponent, {ratio, p_value}."""
+    print the comparison; return {arm: {mean, std, values, seeds, failed}} and, per opponent, {ratio,
+    ratio_ci, p_value}. A failed seed is left out of its arm's figures and listed in `failed`."""
     from ganstudy.config import compose
     from ganstudy.tracking import use_experiment
 
     use_experiment(compose(list(spec.base) + ["run_dir=unused"]).tracking)
     client = MlflowClient()
     done = _finished_runs(client, parent_run_id)
-    values: dict[str, list] = {}
-    missing = []  # (arm, seed index, the task that trains it)
+    folder = study_dir(spec.out_dir, study) / "confirm"
+    tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: study_instance(study), Tag.ROLE: "confirm"}
+    outcomes: dict[str, dict[int, tuple]] = {}  # arm -> seed -> (value or None, failure reason or None)
+    missing = []  # (arm, seed, the task that trains it)
     for arm, overrides in arms(study, spec).items():
         key = fingerprint(overrides)
-        values[arm] = [done.get((arm, key, seed)) for seed in range(1, spec.seeds + 1)]
-        missing += [(arm, i, partial(_train_arm, spec, parent_run_id, arm, overrides, key, i + 1))
-                    for i, v in enumerate(values[arm]) if v is None]
+        outcomes[arm] = {seed: (done[(arm, key, seed)], None) for seed in range(1, spec.seeds + 1)
+                         if (arm, key, seed) in done}
+        missing += [(arm, seed, partial(_train_arm, spec, folder / key, parent_run_id, arm, overrides,
+                                        {**tags, Tag.ARM: arm, Tag.SEED: seed, Tag.OVERRIDES: key}, seed))
+                    for seed in range(1, spec.seeds + 1) if seed not in outcomes[arm]]
     trained = side_by_side([task for _, _, task in missing], spec.jobs)
-    for (arm, i, _), value in zip(missing, trained):
-        values[arm][i] = value
-    summary = summarize(values)
-    _log(client, parent_run_id, summary, values, spec.objective)
+    for (arm, seed, _), outcome in zip(missing, trained):
+        outcomes[arm][seed] = outcome
+    summary = summarize(outcomes)
+    _log(client, parent_run_id, summary, spec.objective)
     print_table(summary, spec)
     from ganstudy.report import parent_hint, redraw
 
@@ -66,84 +78,127 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     return summary
 
 
-def _train_arm(spec: DictConfig, parent_run_id: str, arm: str, overrides: list[str], key: str, seed: int) -> float:
+def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, overrides: list[str], tags: dict,
+               seed: int) -> tuple[float | None, str | None]:
+    """(objective, None) of one seed of one arm, or (None, why it failed). Its folder is claimed while it
+    trains, so that confirm workers on one machine never write one run together; a run an interrupted confirm
+    left there continues from its checkpoint, and a failed one (or one that cannot continue) is trained afresh
+    in the next folder."""
     name = f"confirm_{arm}_seed{seed}"
-    print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
-    run_dir = Path(spec.out_dir) / spec.study_name / "confirm" / key / name
-    # A run that an earlier, interrupted confirm left there is continued from its latest checkpoint.
-    resume = [f"resume={run_dir}"] if folder_run_id(run_dir) else []
-    result = run_isolated(overrides + share_of_cores(spec.jobs) + resume + [
-                              f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"],
-                          parent_run_id=parent_run_id, prestart_next=True,
-                          label=f"{arm} seed {seed}" if spec.jobs > 1 else "",
-                          tags={Tag.STUDY: spec.study_name, Tag.ROLE: "confirm", Tag.ARM: arm, Tag.SEED: seed,
-                                Tag.OVERRIDES: key})
-    value = result.metrics[spec.objective]
+    client = MlflowClient()
+    for attempt in itertools.count(1):
+        run_dir = folder / (name if attempt == 1 else f"{name}_attempt{attempt}")
+        with file_lock(run_dir.with_name(run_dir.name + ".lock")):
+            run_id = folder_run_id(run_dir)
+            if run_id is not None:
+                run = client.get_run(run_id)
+                if run.info.status == "FINISHED" and "objective" in run.data.metrics:
+                    return run.data.metrics["objective"], None  # another worker here trained it meanwhile
+                if run.info.status == "FAILED" or cannot_resume(run_id, run_dir):
+                    continue
+            print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
+            return _train(spec, parent_run_id, overrides + ([f"resume={run_dir}"] if run_id else []) + [
+                f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"], tags,
+                f"{arm} seed {seed}" if spec.jobs > 1 else "")
+
+
+def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dict, label: str):
+    started = []
+    try:
+        result = run_isolated(overrides + share_of_cores(spec.jobs), parent_run_id=parent_run_id, tags=tags,
+                              on_start=started.append, prestart_next=True, label=label)
+        value = result.metrics.get(spec.objective, float("nan"))
+        if not math.isfinite(value):
+            raise RuntimeError(f"{spec.objective} is {value}")
+    except ConfigError:
+        raise  # the folder, the store or the data: every run would meet it
+    except Exception as err:  # noqa: BLE001 - a failed seed is a result: recorded, and the others go on
+        reason = str(err)
+        print(f"confirm: {tags[Tag.ARM]} seed {tags[Tag.SEED]} failed: {reason}", file=sys.stderr, flush=True)
+        if started:
+            MlflowClient().set_tag(started[0], Tag.FAIL_REASON, reason[:5000])
+            end_if_running(started[0], "FAILED")
+        return None, reason
     MlflowClient().log_metric(result.run_id, "objective", value)
-    return value
+    return value, None
 
 
-def summarize(values: dict[str, list[float]]) -> dict[str, dict]:
-    """Mean and sample std per arm; the best arm's ratio and Welch p-value against each other arm."""
-    out = {arm: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                 "values": list(map(float, v))} for arm, v in values.items()}
-    for arm in list(values)[1:]:
-        out[arm]["ratio"] = out["best"]["mean"] / out[arm]["mean"]
-        out[arm]["p_value"] = welch_p(values["best"], values[arm])
+def summarize(outcomes: dict[str, dict[int, tuple]]) -> dict[str, dict]:
+    """Per arm: mean and sample std of the seeds that counted, and those that failed; per opponent: the best
+    arm's ratio of means with its 95% bootstrap interval, and the Welch p-value."""
+    out = {}
+    for arm, seeds in outcomes.items():
+        counted = {s: v for s, (v, _) in sorted(seeds.items()) if v is not None}
+        v = list(counted.values())
+        out[arm] = {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                    "values": v, "seeds": list(counted), "failed": {s: why for s, (_, why) in sorted(seeds.items()) if why}}
+    best = out["best"]["values"]
+    for arm in list(outcomes)[1:]:
+        other = out[arm]["values"]
+        both = bool(best) and bool(other)
+        out[arm]["ratio"] = out["best"]["mean"] / out[arm]["mean"] if both else None
+        out[arm]["ratio_ci"] = ratio_interval(best, other) if both else None
+        out[arm]["p_value"] = welch_p(best, other) if both else None
     return out
 
 
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Welch t-test p-value of a difference in means (None with fewer than 2 seeds an arm)."""
-    if min(len(a), len(b)) < 2:
-        return None
-    from scipy.stats import ttest_ind
-
-    return float(ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def _log(client: MlflowClient, parent_run_id: str, summary: dict, values: dict, objective: str) -> None:
+def _log(client: MlflowClient, parent_run_id: str, summary: dict, objective: str) -> None:
     for arm, s in summary.items():
-        client.log_metric(parent_run_id, f"confirm_{arm}_mean", s["mean"])
-        client.log_metric(parent_run_id, f"confirm_{arm}_std", s["std"])
-        if "ratio" in s:
-            client.log_metric(parent_run_id, f"confirm_ratio_{arm}", s["ratio"])
-        if s.get("p_value") is not None:
-            client.log_metric(parent_run_id, f"confirm_p_{arm}", s["p_value"])
+        metrics = {f"confirm_{arm}_mean": s["mean"], f"confirm_{arm}_std": s["std"],
+                   f"confirm_{arm}_failed": len(s["failed"]), f"confirm_ratio_{arm}": s.get("ratio"),
+                   f"confirm_p_{arm}": s.get("p_value")}
+        if s.get("ratio_ci"):
+            metrics.update({f"confirm_ratio_{arm}_ci_low": s["ratio_ci"][0], f"confirm_ratio_{arm}_ci_high": s["ratio_ci"][1]})
+        for key, value in metrics.items():
+            if value is not None:
+                client.log_metric(parent_run_id, key, value)
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifact(parent_run_id, str(_plot(values, objective, Path(tmp) / "confirm.png")))
+        client.log_artifact(parent_run_id, str(_plot(summary, objective, Path(tmp) / "confirm.png")))
         (Path(tmp) / "confirm.json").write_text(json.dumps(summary, indent=2))
         client.log_artifact(parent_run_id, str(Path(tmp) / "confirm.json"))
 
 
-def _plot(values: dict[str, list[float]], objective: str, out: Path) -> Path:
-    import matplotlib
+def _plot(summary: dict, objective: str, out: Path) -> Path:
+    """Each arm's seeds and mean ± std, on a log axis: 30 against 60 stays visible beside 450."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for i, (arm, v) in enumerate(values.items()):
-        ax.errorbar(i, np.mean(v), yerr=np.std(v, ddof=1) if len(v) > 1 else 0, fmt="o", capsize=8, markersize=8)
-        ax.scatter(np.full(len(v), i + 0.12), v, color="grey", s=14, label="one seed" if i == 0 else None)
-    ax.set_xticks(range(len(values)), [f"{arm} settings" for arm in values])
-    ax.set(ylabel=objective, title=f"{objective}: mean ± std over seeds")
-    ax.set_xlim(-0.6, len(values) - 0.4)
+    fig = Figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
+    for i, (arm, s) in enumerate(summary.items()):
+        if s["values"]:
+            ax.errorbar(i, s["mean"], yerr=s["std"], fmt="o", capsize=8, markersize=8)
+            ax.scatter(np.full(len(s["values"]), i + 0.12), s["values"], color="grey", s=14,
+                       label="one seed" if i == 0 else None)
+    ax.set_xticks(range(len(summary)), [f"{arm} settings" for arm in summary])
+    ax.set(ylabel=f"{objective} (log scale)", yscale="log", title=f"{objective}: mean ± std over seeds")
+    ax.set_xlim(-0.6, len(summary) - 0.4)
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
+def _fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
 def print_table(summary: dict, spec: DictConfig) -> None:
-    print(f"\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} {'best/this':>10} {'Welch p':>9}")
+    print(f"\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} {'best/this':>10} "
+          f"{'95% interval':>15} {'Welch p':>9}  failed")
     for arm, s in summary.items():
-        ratio = f"{s['ratio']:.3f}" if "ratio" in s else ""
-        p = f"{s['p_value']:.3g}" if s.get("p_value") is not None else ""
-        print(f"{arm:<10} {s['mean']:>16.4g} {s['std']:>10.3g} {len(s['values']):>6} {ratio:>10} {p:>9}")
+        ci = "" if not s.get("ratio_ci") else f"{s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
+        failed = ", ".join(f"seed {seed}" for seed in s["failed"])
+        print(f"{arm:<10} {_fmt(s['mean'], '>16.4g'):>16} {_fmt(s['std'], '>10.3g'):>10} {len(s['values']):>6} "
+              f"{_fmt(s.get('ratio'), '.3f'):>10} {ci:>15} {_fmt(s.get('p_value'), '.3g'):>9}  {failed}")
     for arm, s in list(summary.items())[1:]:
+        if s["ratio"] is None:
+            print(f"best vs {arm}: no ratio (an arm has no seed that counted)")
+            continue
         better = s["ratio"] < 1 if spec.direction == "minimize" else s["ratio"] > 1
         evidence = "" if s.get("p_value") is None else f", Welch t-test p = {s['p_value']:.3g}"
+        interval = "" if not s.get("ratio_ci") else f", 95% interval {s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
         print(f"best vs {arm}: ratio {s['ratio']:.3f} ({'better' if better else 'not better'} for a "
-              f"{spec.direction}d objective{evidence})")
+              f"{spec.direction}d objective{interval}{evidence})")
+    for arm, s in summary.items():
+        for seed, why in s["failed"].items():
+            print(f"failed: {arm} seed {seed}: {why}")

@@ -38,10 +38,13 @@ class Evaluator:
         self.net, self.n, self.seed = net, n_samples, seed
         self.heldout = to_model_range(splits.test_x[:n_samples])
         self.ref_features, _ = net.embed(to_model_range(splits.train_x[:REFERENCE_IMAGES]))
+        # Precision/recall compare equal counts (as the method assumes): n training images, their k-NN radii once.
+        self.pr_features = self.ref_features[:n_samples]
+        self.pr_radii = metrics.knn_radii(self.pr_features)
 
     def quality(self, images: np.ndarray) -> dict[str, float]:
         features, logits = self.net.embed(images)
-        precision, recall = metrics.precision_recall(self.ref_features, features)
+        precision, recall = metrics.precision_recall(self.pr_features, features, real_radii=self.pr_radii)
         return {"fid": metrics.fid(self.ref_features, features),
                 "kid": metrics.kid(self.ref_features, features, seed=self.seed),
                 "mnist_score": metrics.mnist_score(logits), "precision": precision, "recall": recall,

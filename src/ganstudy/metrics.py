@@ -1,10 +1,11 @@
 """Sample-quality metrics computed from a frozen MNIST classifier's features/logits.
 
-Pure numpy, in the style of TF-GAN: FID, KID, classifier ("MNIST") score,
+Pure functions of features (numpy, with scikit-learn's k-NN and kernels), in the style of TF-GAN: FID, KID, classifier ("MNIST") score,
 improved precision/recall, and mode-coverage statistics of predicted classes.
 """
 
 import numpy as np
+from sklearn.metrics.pairwise import polynomial_kernel
 
 _CHUNK = 1000  # rows per block of pairwise distances (1000 x 10000 float64 = 80 MB)
 
@@ -36,9 +37,8 @@ def kid(real_features, fake_features, n_subsets=10, subset_size=1000, seed=0):
     for _ in range(n_subsets):
         xs = x[rng.choice(len(x), m, replace=False)]
         ys = y[rng.choice(len(y), m, replace=False)]
-        k_xx = (xs @ xs.T / d + 1) ** 3
-        k_yy = (ys @ ys.T / d + 1) ** 3
-        k_xy = (xs @ ys.T / d + 1) ** 3
+        k_xx, k_yy, k_xy = (polynomial_kernel(a, b, degree=3, gamma=1 / d, coef0=1)
+                            for a, b in ((xs, xs), (ys, ys), (xs, ys)))
         off_xx = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
         off_yy = (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
         scores.append(off_xx + off_yy - 2 * k_xy.mean())
@@ -62,32 +62,31 @@ def _sq_dists(a, b):
     return np.maximum(d2, 0)
 
 
-def _kth_nn_sq_radii(a, k):
-    """Squared distance from each row of a to its k-th nearest other row."""
-    radii = np.empty(len(a))
-    for s in range(0, len(a), _CHUNK):
-        d2 = _sq_dists(a[s:s + _CHUNK], a)
-        rows = np.arange(len(d2))
-        d2[rows, s + rows] = np.inf  # exclude the point itself
-        radii[s:s + _CHUNK] = np.partition(d2, k - 1, axis=1)[:, k - 1]
-    return radii
+def knn_radii(features, k=3):
+    """Distance from each row to its k-th nearest other row: the radii of precision/recall's k-NN balls."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(features, dtype=np.float64)
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return distances[:, k]  # column 0 is the row itself
 
 
-def _fraction_covered(centers, sq_radii, queries):
+def _fraction_covered(centers, radii, queries):
     """Fraction of queries inside at least one ball (centers, radii)."""
     hits = 0
     for s in range(0, len(queries), _CHUNK):
         d2 = _sq_dists(queries[s:s + _CHUNK], centers)
-        hits += int(np.any(d2 <= sq_radii[None, :], axis=1).sum())
+        hits += int(np.any(d2 <= (radii**2)[None, :], axis=1).sum())
     return hits / len(queries)
 
 
-def precision_recall(real_features, fake_features, k=3):
-    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN balls."""
+def precision_recall(real_features, fake_features, k=3, real_radii=None):
+    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN balls; the method assumes as many real as
+    generated features. `real_radii` (knn_radii of the real features) saves recomputing a fixed reference's."""
     x = np.asarray(real_features, dtype=np.float64)
     y = np.asarray(fake_features, dtype=np.float64)
-    precision = _fraction_covered(x, _kth_nn_sq_radii(x, k), y)
-    recall = _fraction_covered(y, _kth_nn_sq_radii(y, k), x)
+    precision = _fraction_covered(x, knn_radii(x, k) if real_radii is None else real_radii, y)
+    recall = _fraction_covered(y, knn_radii(y, k), x)
     return float(precision), float(recall)
 
 

@@ -18,7 +18,7 @@ def make_generator(noise_dim: int = 100, width: float = 1.0, dtype: str = "float
         layers.Dense(7 * 7 * c1, use_bias=False, dtype=dtype),
         layers.BatchNormalization(dtype=dtype),
         layers.LeakyReLU(dtype=dtype),
-        layers.Reshape((7, 7, c1)),
+        layers.Reshape((7, 7, c1), dtype=dtype),
         layers.Conv2DTranspose(c2, 5, strides=1, padding="same", use_bias=False, dtype=dtype),
         layers.BatchNormalization(dtype=dtype),
         layers.LeakyReLU(dtype=dtype),
@@ -37,11 +37,11 @@ def make_discriminator(dropout: float = 0.3, width: float = 1.0, dtype: str = "f
         keras.Input((28, 28, 1)),
         layers.Conv2D(_units(64, width), 5, strides=2, padding="same", dtype=dtype),
         layers.LeakyReLU(dtype=dtype),
-        layers.Dropout(dropout),
+        layers.Dropout(dropout, dtype=dtype),
         layers.Conv2D(_units(128, width), 5, strides=2, padding="same", dtype=dtype),
         layers.LeakyReLU(dtype=dtype),
-        layers.Dropout(dropout),
-        layers.Flatten(),
+        layers.Dropout(dropout, dtype=dtype),
+        layers.Flatten(dtype=dtype),
         layers.Dense(1, dtype="float32"),
     ], name="discriminator")
 

@@ -14,15 +14,18 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from ganstudy.redact import mask
+
 PARENT_ATTR = "mlflow_parent_run_id"
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice", "intermediate_values")
 
 
-def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
+def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg, instance: str) -> str:
     """The study's MLflow run id: found again through the study on resume, created on first use.
 
     Workers that start in the same instant (on one machine or several) each create one, then all elect the
-    same one and the others delete theirs: the shared stores decide, no lock is needed.
+    same one and the others delete theirs: the shared stores decide, no lock is needed. The election is among
+    runs of this study instance only: another study of the same name is another instance.
     """
     from ganstudy.tracking import Tag, use_experiment
 
@@ -32,10 +35,10 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
         return study.user_attrs[PARENT_ATTR]
     # New, or a study carried to another tracking store (its parent run is not there): a parent run here.
     mine = client.create_run(experiment_id, run_name=f"study {spec.study_name}",
-                             tags={Tag.STUDY: spec.study_name, Tag.ROLE: "study"}).info
-    winner = _elect(client, experiment_id, spec.study_name, mine.start_time)
+                             tags={Tag.STUDY: spec.study_name, Tag.INSTANCE: instance, Tag.ROLE: "study"}).info
+    winner = _elect(client, experiment_id, instance)
     if winner == mine.run_id:
-        client.log_text(winner, OmegaConf.to_yaml(spec), "sweep.yaml")
+        client.log_text(winner, mask(OmegaConf.to_yaml(spec)), "sweep.yaml")
     else:
         client.delete_run(mine.run_id)
     study.set_user_attr(PARENT_ATTR, winner)
@@ -43,10 +46,9 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg) -> str:
 
 
 ELECTION_WAIT = 1.0  # seconds: far longer than a created run takes to show in the tracking store
-RACE_WINDOW_MS = 60_000  # a parent run of this study's name from before then is an earlier study's
 
 
-def _elect(client: MlflowClient, experiment_id: str, study_name: str, start_time: int) -> str:
+def _elect(client: MlflowClient, experiment_id: str, instance: str) -> str:
     """The earliest (start time, then id) of the parent runs that workers racing to create one made. Each
     worker creates its run, then waits before it looks: the earliest run exists by then, and every racer
     elects it (given clocks in step within the wait, as NTP keeps them)."""
@@ -55,8 +57,7 @@ def _elect(client: MlflowClient, experiment_id: str, study_name: str, start_time
     from ganstudy.tracking import Tag
 
     time.sleep(ELECTION_WAIT)
-    runs = client.search_runs([experiment_id], f"tags.`{Tag.STUDY}` = '{study_name}' and tags.`{Tag.ROLE}` = 'study' "
-                              f"and attributes.start_time >= {start_time - RACE_WINDOW_MS}")
+    runs = client.search_runs([experiment_id], f"tags.`{Tag.INSTANCE}` = '{instance}' and tags.`{Tag.ROLE}` = 'study'")
     return min((r.info.start_time, r.info.run_id) for r in runs)[1]
 
 
@@ -88,7 +89,7 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+        (out / "trials.csv").write_text(mask(study.trials_dataframe().to_csv(index=False)))
         client.log_artifact(parent_run_id, str(out / "trials.csv"))
         if complete:
             best = study.best_trial

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -76,40 +77,33 @@ def side_by_side(tasks: list[Callable[[], Any]], jobs: int) -> list:
     """Call the tasks in `jobs` threads (each task typically waits on run_isolated); their results, in order.
 
     Ctrl-C, which only the main thread sees, or an error in a task ends every run in progress as Ctrl-C
-    ends one, and is raised here once the threads are done.
+    ends one, starts no other task, and is raised here once the threads are done.
     """
-    results, errors = [None] * len(tasks), []
-    queue = iter(enumerate(tasks))
-    queue_lock = threading.Lock()
+    interrupted.clear()  # an earlier call's Ctrl-C or error does not stop this one
+    with ThreadPoolExecutor(max_workers=min(jobs, len(tasks)) or 1, thread_name_prefix="ganstudy-job") as pool:
+        futures = [pool.submit(_unless_interrupted, task) for task in tasks]
+        try:
+            while True:  # in slices: Ctrl-C reaches the main thread between them
+                done, not_done = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+                error = next((f.exception() for f in done if f.exception()), None)
+                if error is not None or not not_done:
+                    break
+        except KeyboardInterrupt as err:
+            error = err
+        if error is not None:
+            interrupted.set()
+            for f in futures:
+                f.cancel()
+            _stop_all()
+            wait(futures)
+            raise error
+    return [f.result() for f in futures]
 
-    def worker() -> None:
-        while not (interrupted.is_set() or errors):
-            with queue_lock:
-                i, task = next(queue, (None, None))
-            if task is None:
-                return
-            try:
-                results[i] = task()
-            except BaseException as err:  # noqa: BLE001 - raised in the main thread
-                errors.append(err)
 
-    threads = [threading.Thread(target=worker, name=f"ganstudy-job-{i}") for i in range(min(jobs, len(tasks)))]
-    for t in threads:
-        t.start()
-    try:
-        while any(t.is_alive() for t in threads) and not errors:
-            for t in threads:
-                t.join(0.5)
-    except KeyboardInterrupt:
-        errors.insert(0, KeyboardInterrupt())
-    if errors:
-        interrupted.set()
-        _stop_all()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
+def _unless_interrupted(task: Callable[[], Any]) -> Any:
+    if interrupted.is_set():  # a task queued behind one that Ctrl-C or an error ended
+        raise KeyboardInterrupt
+    return task()
 
 
 def _stop_all() -> None:

@@ -1,12 +1,18 @@
-"""Where a study lives: Optuna storage from a URL, with the heartbeat that recovers a dead worker's trial."""
+"""Where a study lives: Optuna storage from a URL, with the heartbeat that recovers a dead worker's trial and
+retries that ride out a database restart; the study instance that names its folders and its MLflow run."""
 from __future__ import annotations
 
+import functools
+import time
+import uuid
 from pathlib import Path
 from typing import Optional
 
 import optuna
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+INSTANCE_ATTR = "ganstudy_instance"
+RETRY_SECONDS = 120  # how long a storage call waits for its database to come back
 
 
 def check_url(url: str) -> None:
@@ -17,11 +23,12 @@ def check_url(url: str) -> None:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     from ganstudy.config import ConfigError
+    from ganstudy.redact import mask
 
     try:
         make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError):
-        raise ConfigError(f"storage={url}: not a database URL that SQLAlchemy knows (sqlite:///FILE, "
+        raise ConfigError(f"storage={mask(url)}: not a database URL that SQLAlchemy knows (sqlite:///FILE, "
                           "postgresql://..., mysql://...) nor a journal file path") from None
 
 
@@ -37,11 +44,67 @@ def make_storage(url: str, heartbeat: Optional[int] = None):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(url))
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    # pool_pre_ping: a pooled connection that a database restart broke is replaced, not used
+    engine = {"pool_pre_ping": True, **({"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})}
     if heartbeat is None:  # a reader (the report's plots), not a worker
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                                      grace_period=2 * heartbeat, heartbeat_stale_trial_callback=_end_and_retry)
+        return RetryingRDBStorage(url, engine_kwargs=engine)
+    return RetryingRDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                              heartbeat_stale_trial_callback=_end_and_retry)
+
+
+def _connection_lost(err: BaseException) -> bool:
+    """The database did not answer (down, restarting, locked), as opposed to a query it refused."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return any(isinstance(e, (OperationalError, InterfaceError)) for e in (err, err.__cause__))
+
+
+def _retried(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        deadline, pause = time.monotonic() + RETRY_SECONDS, 1.0
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - re-raised unless the connection was lost
+                if not _connection_lost(err) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 10.0)
+    return call
+
+
+class RetryingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose every call waits (up to RETRY_SECONDS) for a database that stopped answering,
+    so that a PostgreSQL restart in the middle of a study costs time, not trials; Optuna itself does not retry."""
+
+
+for _name, _member in vars(optuna.storages.RDBStorage).items():
+    if callable(_member) and (not _name.startswith("_") or _name == "_get_stale_trial_ids"):  # the public calls
+        setattr(RetryingRDBStorage, _name, _retried(_member))
+
+
+def study_instance(study: optuna.Study, wait: float = 10.0) -> str:
+    """The id of this instance of the study, set by the worker that created it: a study of the same name in
+    another storage, or after its storage was removed, is another instance, with folders and an MLflow run of
+    its own. A study from before instances existed gets one now."""
+    deadline = time.monotonic() + wait
+    while (instance := study.user_attrs.get(INSTANCE_ATTR)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)  # its creator, on another machine, is about to set it
+    if instance is None:
+        instance = uuid.uuid4().hex[:8]
+        study.set_user_attr(INSTANCE_ATTR, instance)
+    return instance
+
+
+def new_instance(study: optuna.Study) -> None:
+    """Mark a study this worker has just created as a new instance."""
+    study.set_user_attr(INSTANCE_ATTR, uuid.uuid4().hex[:8])
+
+
+def study_dir(out_dir: str, study: optuna.Study) -> Path:
+    """Where this study instance's trial and confirm runs keep their folders."""
+    return Path(out_dir) / f"{study.study_name}-{study_instance(study)}"
 
 
 def _end_and_retry(study: optuna.Study, trial) -> None:

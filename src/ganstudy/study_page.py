@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from ganstudy.redact import mask
 from ganstudy.tracking import metric_series
 
 TOP = 5
@@ -43,8 +44,8 @@ def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, 
             figures.append((_d_curves(top, Path(tmp) / "d_curves.png"), "D(x) and D(G(z)) of the top trials"))
         parts.append("<h2>Plots</h2>" + "".join(_figure(path, caption) for path, caption in figures if path.exists()))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Study {_e(study.study_name)}</title>"
-                   f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    out.write_text(mask(f"<!doctype html><html><head><meta charset='utf-8'><title>Study {_e(study.study_name)}</title>"
+                   f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"))
     return out
 
 
@@ -92,15 +93,21 @@ def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
         return "<h2>Confirmation</h2><p>Not run yet: <code>python -m ganstudy.sweep confirm=true</code>.</p>"
     rows = "".join(_confirm_row(arm, s) for arm, s in summary.items())
     return ("<h2>Confirmation: the best settings against the others, at the same budget</h2>"
-            "<table><tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>Welch p</th></tr>"
+            "<table><tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>95% interval</th>"
+            "<th>Welch p</th><th>failed</th></tr>"
             f"{rows}</table>{_figure(plot, 'one dot per seed')}")
 
 
 def _confirm_row(arm: str, s: dict) -> str:
-    ratio = f"{s['ratio']:.3f}" if "ratio" in s else ""
-    p = f"{s['p_value']:.3g}" if s.get("p_value") is not None else ""
-    return (f"<tr><td>{_e(arm)}</td><td class='num'>{s['mean']:.4g} ± {s['std']:.2g}</td>"
-            f"<td class='num'>{len(s['values'])}</td><td class='num'>{ratio}</td><td class='num'>{p}</td></tr>")
+    def num(value, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
+    ci = f"{s['ratio_ci'][0]:.3f}–{s['ratio_ci'][1]:.3f}" if s.get("ratio_ci") else ""
+    failed = ", ".join(f"seed {seed}: {why}" for seed, why in s.get("failed", {}).items())
+    mean = "" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"
+    return (f"<tr><td>{_e(arm)}</td><td class='num'>{mean}</td><td class='num'>{len(s['values'])}</td>"
+            f"<td class='num'>{num(s.get('ratio'), '.3f')}</td><td class='num'>{ci}</td>"
+            f"<td class='num'>{num(s.get('p_value'), '.3g')}</td><td>{_e(failed)}</td></tr>")
 
 
 def _side_by_side(client: MlflowClient, top: list, objective: str, tmp: Path) -> str:

@@ -8,6 +8,7 @@ so rerunning the same command continues it, and several workers on one storage s
 """
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
@@ -23,9 +24,11 @@ from optuna.trial import TrialState
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
-from ganstudy.storage import DEFAULT_STORAGE, JOURNAL_NOTE, make_storage
-from ganstudy.tracking import Tag, sqlite_init_lock
+from ganstudy.redact import mask
+from ganstudy.storage import DEFAULT_STORAGE, JOURNAL_NOTE, make_storage, new_instance, study_dir, study_instance
+from ganstudy.tracking import Tag, check_server, sqlite_init_lock
 from ganstudy.train import Diverged
+
 
 def _on_sigint(signum, frame):
     # The flag outlives a KeyboardInterrupt that lands where Python ignores it (a gc callback).
@@ -39,13 +42,11 @@ def _stop_if_interrupted() -> None:
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Trials that use up the study's budget: finished, running or queued, and those that failed on their own
-    (NaN losses, an error). A trial failed by the heartbeat is not counted: its retry is."""
-    n = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state != TrialState.FAIL or "fail_reason" in t.user_attrs:
-            n += 1
-    return n
+    """Trials that use up the study's budget: all but a trial that the heartbeat failed and queued again
+    (its retry counts instead)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    return sum(t.state != TrialState.FAIL or t.number not in retried for t in trials)
 
 
 def make_sampler(spec: DictConfig, n_existing: int) -> optuna.samplers.BaseSampler:
@@ -71,8 +72,17 @@ def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def objective_fn(spec: DictConfig, parent_run_id: str):
-    """The Optuna objective: one training run, in a child process, nested under the study's MLflow run."""
+class StudyStop:
+    """Why the study must stop (a trial could not start for a reason that every trial would meet: its folder,
+    the tracking store, the data); the workers finish their trials in progress, then the study ends."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+
+def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: str, stop: StudyStop):
+    """The Optuna objective: one training run, in a child process, nested under the study's MLflow run.
+    Whatever goes wrong in one trial fails that trial, with its reason; only a ConfigError stops the study."""
     base = sweep_spec.trial_base(spec)
 
     def objective(trial: optuna.Trial) -> float:
@@ -80,10 +90,9 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
         # The study's last trials get the cores that its finished jobs leave idle.
         side_by_side_from_now = min(spec.jobs, 1 + spec.n_trials - counted_trials(trial.study))
         overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(side_by_side_from_now) + [
-            f"run_dir={Path(spec.out_dir) / spec.study_name / f'trial_{trial.number:04d}'}",
-            f"tracking.run_name=trial_{trial.number}"]
-        trial.set_user_attr("overrides", overrides)
-        print(f"\ntrial {trial.number}: {' '.join(overrides[len(base):-2])}", flush=True)
+            f"run_dir={folder / f'trial_{trial.number:04d}'}", f"tracking.run_name=trial_{trial.number}"]
+        trial.set_user_attr("overrides", [mask(o) for o in overrides])
+        print(f"\ntrial {trial.number}: {mask(' '.join(overrides[len(base):-2]))}", flush=True)
         pruned = False
 
         def on_eval(epoch: int, metrics: dict) -> bool:
@@ -96,19 +105,22 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
         def on_start(run_id: str) -> None:
             trial.set_user_attr("mlflow_run_id", run_id)
 
-        tags = {Tag.STUDY: spec.study_name, Tag.ROLE: "trial", Tag.TRIAL: trial.number}
+        tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: instance, Tag.ROLE: "trial", Tag.TRIAL: trial.number}
         try:
             result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags, prestart_next=True,
                                   label=f"trial {trial.number}" if spec.jobs > 1 else "")
-        except (Diverged, RunFailed, ConfigError) as err:  # one broken trial must not end the study
-            _stop_if_interrupted()  # a run that Ctrl-C ended is not a failed trial: it runs again
+            _stop_if_interrupted()
+            value = result.metrics.get(spec.objective, float("nan"))
+            if not math.isfinite(value):
+                return _failed(trial, f"{spec.objective} is {value}")
+            trial.set_user_attr("peak_rss_mb", result.metrics.get("peak_rss_mb"))
+            _tag_run(trial, "pruned" if pruned else "complete")
+        except ConfigError as err:
+            stop.reason = str(err)
             return _failed(trial, str(err))
-        _stop_if_interrupted()
-        value = result.metrics.get(spec.objective, float("nan"))
-        if not math.isfinite(value):
-            return _failed(trial, f"{spec.objective} is {value}")
-        trial.set_user_attr("peak_rss_mb", result.metrics.get("peak_rss_mb"))
-        _tag_run(trial, "pruned" if pruned else "complete")
+        except Exception as err:  # noqa: BLE001 - one broken trial (a NaN, a crash, a store error) fails alone
+            _stop_if_interrupted()  # a run that Ctrl-C ended is not a failed trial: it runs again
+            return _failed(trial, str(err) if isinstance(err, (Diverged, RunFailed)) else f"{type(err).__name__}: {err}")
         if pruned:
             raise optuna.TrialPruned(f"pruned at {spec.objective}={value:.4g}")
         return value
@@ -118,10 +130,22 @@ def objective_fn(spec: DictConfig, parent_run_id: str):
 
 def _failed(trial: optuna.Trial, reason: str) -> float:
     """Record why a trial failed, end its MLflow run if its process could not, and let the study go on."""
+    reason = mask(reason)
     trial.set_user_attr("fail_reason", reason)
     print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
-    _tag_run(trial, "failed")
+    try:
+        _tag_run(trial, "failed")
+    except Exception as err:  # noqa: BLE001 - the store that failed the trial may fail this too
+        print(f"trial {trial.number}: its MLflow run was not tagged ({type(err).__name__}: {mask(str(err))})",
+              file=sys.stderr, flush=True)
     return float("nan")  # Optuna records the trial as FAIL
+
+
+class _QuietNaN(logging.Filter):
+    """Optuna's own line for a failed trial says "The value nan is not acceptable": ours said why already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "The value nan is not acceptable" not in record.getMessage()
 
 
 def _tag_run(trial: optuna.Trial, state: str) -> None:
@@ -162,32 +186,38 @@ _report_lock = threading.Lock()
 
 def run_study(spec: DictConfig) -> optuna.Study:
     """Run trials until the study holds spec.n_trials counted trials, none of them still running; return it.
-    With spec.jobs > 1, that many threads of this worker do so side by side, each with its trial's process."""
+    With spec.jobs > 1, that many threads of this worker do so side by side, each with its trial's process.
+    Raises ConfigError when a trial met a reason to stop that every trial would meet."""
     from ganstudy import report
 
     url = spec.storage or DEFAULT_STORAGE
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
+        instance = study_instance(study)
         base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
-        parent = report.parent_run(study, spec, base.tracking)
+        refuse_other_network(base.tracking, instance)
+        parent = report.parent_run(study, spec, base.tracking, instance)
     if not isinstance(storage, optuna.storages.RDBStorage):
         print(f"note: {JOURNAL_NOTE}", file=sys.stderr, flush=True)
-    objective = objective_fn(spec, parent)
+    stop = StudyStop()
+    objective = objective_fn(spec, parent, study_dir(spec.out_dir, study), instance, stop)
 
     def work() -> None:
         # Each thread asks through a Study of its own: the sampler is set per trial.
         mine = optuna.load_study(study_name=spec.study_name, storage=storage, pruner=make_pruner(spec, base.train.epochs))
-        _work(mine, storage, spec, objective, lambda: report.update_parent(mine, spec, parent, url))
+        _work(mine, storage, spec, objective, lambda: report.update_parent(mine, spec, parent, url), stop)
 
     side_by_side([work] * spec.jobs, spec.jobs)
     report.update_parent(study, spec, parent, url, final=True)
+    if stop.reason:
+        raise ConfigError(f"the study stopped: {stop.reason}")
     return study
 
 
-def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial) -> None:
+def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial, stop: StudyStop) -> None:
     """One thread's loop: a trial while the study needs more, then wait for the running ones to end."""
     waiting_said = False
-    while True:
+    while not stop.reason:
         _stop_if_interrupted()
         if isinstance(storage, optuna.storages.RDBStorage):
             optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
@@ -197,7 +227,8 @@ def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial
             study.sampler = make_sampler(spec, len(trials))
             print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
             with _taking:  # released when the objective starts
-                study.optimize(objective, n_trials=1)
+                # catch: should the bookkeeping of a failed trial fail too, that trial fails, not the study
+                study.optimize(objective, n_trials=1, catch=(Exception,))
             with _report_lock:  # one thread at a time redraws the study's report
                 after_trial()
         elif any(t.state == TrialState.RUNNING for t in trials):
@@ -211,14 +242,18 @@ def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial
 
 def _open_study(spec: DictConfig, url: str, attempts: int = 5):
     """Storage and study; workers on several machines that start together race to create the same
-    database tables (PostgreSQL refuses the loser's CREATE), so a failed first attempt is retried."""
+    database tables (PostgreSQL refuses the loser's CREATE), so a failed first attempt is retried.
+    The worker that creates the study marks it as a new instance."""
     from sqlalchemy.exc import SQLAlchemyError
 
     for attempt in range(attempts):
         try:
             storage = make_storage(url, spec.heartbeat)
-            study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
-                                        load_if_exists=True)
+            try:
+                study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction)
+                new_instance(study)
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(study_name=spec.study_name, storage=storage)
             for params in spec.enqueue:  # a warm start: known settings first, so the study ends no worse
                 study.enqueue_trial(dict(params), skip_if_exists=True)
             return storage, study
@@ -228,7 +263,7 @@ def _open_study(spec: DictConfig, url: str, attempts: int = 5):
             time.sleep(1 + attempt)
 
 
-def refuse_other_network(spec: DictConfig) -> None:
+def refuse_other_network(tracking, instance: str) -> None:
     """A study whose runs were scored with another feature network is not continued: its FIDs and ours
     would not be comparable, and TPE, the pruner and the best trial would mix them."""
     from mlflow.tracking import MlflowClient
@@ -236,15 +271,14 @@ def refuse_other_network(spec: DictConfig) -> None:
     from ganstudy.tracking import use_store
     from ganstudy.yardstick import refuse_other, shipped_info
 
-    tracking = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"]).tracking
     use_store(tracking.uri)
     client = MlflowClient()
     if (experiment := client.get_experiment_by_name(tracking.experiment)) is None:
         return
-    other = client.search_runs([experiment.experiment_id], f"tags.`{Tag.STUDY}` = '{spec.study_name}' and "
+    other = client.search_runs([experiment.experiment_id], f"tags.`{Tag.INSTANCE}` = '{instance}' and "
                                f"tags.`{Tag.CLASSIFIER}` != '{shipped_info()['hash']}'", max_results=1)
     if other:
-        refuse_other(other[0].data.tags[Tag.CLASSIFIER], f"study {spec.study_name} (its run {other[0].info.run_id})")
+        refuse_other(other[0].data.tags[Tag.CLASSIFIER], f"this study (its run {other[0].info.run_id})")
 
 
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
@@ -268,18 +302,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv(argv))
-        refuse_other_network(spec)
+        check_server(compose(sweep_spec.trial_base(spec) + ["run_dir=unused"]).tracking.uri)
     signal.signal(signal.SIGINT, _on_sigint)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
+    logging.getLogger("optuna.study._optimize").addFilter(_QuietNaN())
     try:
-        study = run_study(spec)
+        with exit_on_config_error():
+            study = run_study(spec)
         from ganstudy import report
 
         report.print_summary(study, spec)
         if spec.confirm:
             from ganstudy.confirm import confirm
 
-            confirm(study, spec, study.user_attrs[report.PARENT_ATTR])
+            summary = confirm(study, spec, study.user_attrs[report.PARENT_ATTR])
+            if any(s["failed"] for s in summary.values()):
+                sys.exit(1)  # the table is printed; some of its runs failed
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
         sys.exit(130)

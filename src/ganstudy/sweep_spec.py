@@ -11,7 +11,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ganstudy.config import ConfigError, check_against_data, check_objective, compose, group_options, validate
+from ganstudy.config import OBJECTIVES, ConfigError, check_against_data, check_objective, compose, group_options, validate
 from ganstudy.storage import check_url
 
 SAMPLERS = ("tpe", "random")
@@ -39,7 +39,7 @@ class PrunerSpec:
 @dataclass
 class SweepSpec:
     study_name: str = MISSING
-    direction: str = "minimize"
+    direction: Optional[str] = None     # null: the objective's own (config.OBJECTIVES)
     objective: str = "fid_best"
     n_trials: int = 20
     storage: Optional[str] = None        # an Optuna storage URL; null: SQLite under mlruns/
@@ -117,7 +117,9 @@ def _fail(name: str, what: str) -> None:
 def check(spec: DictConfig, name: str) -> None:
     if OmegaConf.is_missing(spec, "study_name"):
         _fail(name, "study_name is missing")
-    if spec.direction not in ("minimize", "maximize"):
+    if spec.direction is None:
+        spec.direction = OBJECTIVES.get(spec.objective)
+    if spec.direction is not None and spec.direction not in ("minimize", "maximize"):
         _fail(name, f"direction={spec.direction}: must be minimize or maximize")
     if spec.n_trials < 1:
         _fail(name, f"n_trials={spec.n_trials}: must be an integer >= 1")
@@ -140,12 +142,16 @@ def check(spec: DictConfig, name: str) -> None:
         base = runnable(trial_base(spec))
         runnable(list(spec.base))
         runnable(list(spec.base) + list(spec.baseline))
-        check_objective(spec.objective, base)
+        check_objective(spec.objective, base, spec.direction)
     except ConfigError as err:
         _fail(name, str(err))
     groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
     for key, param in spec.space.items():
         _check_param(name, key, param, base, groups, spec.space, trial_base(spec))
+    try:
+        _in_condition_order(spec.space)
+    except ValueError as err:
+        _fail(name, str(err))
     for i, params in enumerate(spec.enqueue):
         _check_enqueued(name, f"enqueue[{i}]", params, spec.space)
 
@@ -186,6 +192,10 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
         _fail(name, f"{where}: empty range, low={param.low} is not below high={param.high}")
     elif param.get("log") and param.low <= 0:
         _fail(name, f"{where}: a log range needs low > 0")
+    elif param.get("step") is not None and param.get("log"):
+        _fail(name, f"{where}: step and log cannot go together (Optuna samples a log range continuously)")
+    elif param.get("step") is not None and not param.step > 0:
+        _fail(name, f"{where}: step={param.step}: must be > 0")
     for value in (param.choices if "choices" in param else (param.low, param.high)):
         try:  # every choice and both ends of a range must make a valid run
             runnable(list(base_overrides) + [f"{key}={value}"])
@@ -196,10 +206,25 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
             _fail(name, f"{where}: when.{other}={value} is not a choice of space.{other}")
 
 
+def _in_condition_order(space: DictConfig) -> list[str]:
+    """The space's keys, each after the keys its `when` names (in file order otherwise); ValueError on a cycle."""
+    ordered: list[str] = []
+    pending = list(space.keys())
+    while pending:
+        ready = [k for k in pending if all(other in ordered for other in (space[k].get("when") or {}))]
+        if not ready:
+            raise ValueError(f"space: the conditions of {', '.join(pending)} name each other in a cycle")
+        ordered += ready
+        pending = [k for k in pending if k not in ready]
+    return ordered
+
+
 def suggest(trial, space: DictConfig) -> list[str]:
-    """Ask the trial for a value of each parameter whose `when` holds; return them as Hydra overrides."""
+    """Ask the trial for a value of each parameter whose `when` holds (conditions first, whatever the file's
+    order); return them as Hydra overrides, in the file's order."""
     chosen: dict[str, Any] = {}
-    for key, p in space.items():
+    for key in _in_condition_order(space):
+        p = space[key]
         if any(chosen.get(other) != value for other, value in (p.get("when") or {}).items()):
             continue
         if "choices" in p:
@@ -209,4 +234,4 @@ def suggest(trial, space: DictConfig) -> list[str]:
         else:
             chosen[key] = trial.suggest_float(key, float(p.low), float(p.high), step=p.get("step"),
                                               log=bool(p.get("log")))
-    return [f"{k}={v}" for k, v in chosen.items()]
+    return [f"{k}={chosen[k]}" for k in space if k in chosen]

@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ganstudy.config import ConfigError
+from ganstudy.redact import mask
 from ganstudy.yardstick import refuse_other
 
 RUN_ID_FILE = "mlflow_run_id.txt"
@@ -25,7 +26,10 @@ class Tag:
     RUN_DIR, RESUMED_FROM = "ganstudy.run_dir", "ganstudy.resumed_from_epoch"
     DIVERGED, DIVERGED_AT = "ganstudy.diverged", "ganstudy.diverged_at"
     STUDY, ROLE = "ganstudy.study", "ganstudy.role"            # a sweep's runs: role study, trial or confirm
+    INSTANCE = "ganstudy.study_instance"                        # which study of that name (storage.study_instance)
+    EPOCHS = "ganstudy.epochs"                                  # the epochs the run was last trained to
     TRIAL, TRIAL_STATE = "ganstudy.trial", "ganstudy.trial_state"
+    FAIL_REASON = "ganstudy.fail_reason"                        # why a trial or confirm run failed
     ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
 # Marks the experiment as model training (MLflow 3's UI still opens it in its GenAI view: see ui_hint).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
@@ -36,6 +40,7 @@ def ui_hint(uri: str, experiment_id: str, run_id: str | None = None) -> str:
     """How to see a run (or its experiment) in the MLflow UI: the command that starts the UI over a local
     store, and a link that opens the model-training view. MLflow 3.17 opens every experiment in its GenAI
     view unless the URL asks for `workflowType=machine_learning`."""
+    uri = mask(uri)
     server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
     link = (f"{server or LOCAL_UI}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
             + "?workflowType=machine_learning")
@@ -54,12 +59,26 @@ def check_server(uri: str, timeout: float = 10) -> None:
         requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
     except requests.RequestException as err:
         reason = type(err).__name__
-        raise ConfigError(f"tracking.uri={uri}: no MLflow server answers there ({reason}); start one, or unset "
+        raise ConfigError(f"tracking.uri={mask(uri)}: no MLflow server answers there ({reason}); start one, or unset "
                           "MLFLOW_TRACKING_URI for the local store") from None
 
 
 def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Hold an exclusive lock on this file (created if need be) across processes on this machine."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -69,16 +88,9 @@ def sqlite_init_lock(uri: str):
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
     db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(db.with_name(db.name + ".lock")):
+        yield
 
 
 def _point_at(uri: str) -> None:
@@ -126,15 +138,22 @@ def _experiment_id(tracking_cfg) -> str:
 def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
     """Resolve a run directory or an MLflow run id to (run id, its local directory or None); `key` names the option."""
     path = Path(ref).expanduser()
+    where = mask(mlflow.get_tracking_uri())
     if path.is_dir():
         id_file = path / RUN_ID_FILE
         if not id_file.exists():
             raise ConfigError(f"{key}{ref}: this directory holds no ganstudy run ({RUN_ID_FILE} is missing)")
-        return id_file.read_text().strip(), path
+        run_id = id_file.read_text().strip()
+        try:
+            MlflowClient().get_run(run_id)
+        except MlflowException:
+            raise ConfigError(f"{key}{ref}: its run {run_id} is not in the tracking store {where} (set "
+                              "tracking.uri or MLFLOW_TRACKING_URI to the store it was logged to)") from None
+        return run_id, path
     try:
         run = MlflowClient().get_run(ref)
     except MlflowException:
-        raise ConfigError(f"{key}{ref}: no such run directory, nor a run id in {mlflow.get_tracking_uri()}") from None
+        raise ConfigError(f"{key}{ref}: no such run directory, nor a run id in {where}") from None
     return run.info.run_id, _own_folder(run.data.tags.get(Tag.RUN_DIR), run.info.run_id)
 
 
@@ -152,7 +171,8 @@ def _own_folder(folder: str | None, run_id: str) -> Path | None:
 
 def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
     """(run id to continue or None, run folder) for `cfg.resume`; a run from another machine brings its
-    checkpoints, grids and models from the artifact store. Settings must match the run's."""
+    checkpoints, grids and models from the artifact store. Settings must match the run's, and the run must
+    be able to continue exactly: from a checkpoint, or from its start if it logged no epoch yet."""
     run_dir = Path(cfg.run_dir)
     if not cfg.resume:
         if (other := folder_run_id(run_dir)) is not None:
@@ -165,11 +185,28 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
     for key, old in run.data.params.items():
         if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
             raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
+    if (why := cannot_resume(run_id, found_dir)) is not None:
+        raise ConfigError(f"resume={cfg.resume}: {why}")
     if found_dir is not None:
         return run_id, found_dir
     for folder in ("checkpoints", "samples", "models"):
         download_dir(run_id, folder, run_dir)
     return run_id, run_dir
+
+
+def cannot_resume(run_id: str, folder: Path | None) -> str | None:
+    """Why the run cannot continue exactly (None: it can): it logged epochs, but its checkpoint is gone from
+    its folder (or, without one here, from the artifact store)."""
+    if folder is not None:
+        has_checkpoint = (folder / "checkpoints" / "checkpoint").exists()
+    else:
+        has_checkpoint = bool(MlflowClient().list_artifacts(run_id, "checkpoints"))
+    epochs = max((s for s, _ in metric_series(run_id, "d_loss")), default=0)
+    if has_checkpoint or epochs == 0:
+        return None
+    return (f"run {run_id} logged {epochs} epochs but kept no checkpoint to continue from (it ran with "
+            "train.checkpoints=latest, whose checkpoint goes when the run ends; train.checkpoints=all keeps them); "
+            "train a new run instead")
 
 
 def end_if_running(run_id: str, status: str) -> None:

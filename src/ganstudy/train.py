@@ -72,6 +72,16 @@ def _use_threads(n: int) -> None:
                           f"{threading.get_intra_op_parallelism_threads()} (0: all cores); set it in a new process") from None
 
 
+def _grow_gpu_memory() -> None:
+    """Each run takes GPU memory as it needs it, not all of it at once: a sweep's runs side by side (jobs > 1)
+    share a GPU. Settable only before TensorFlow's first op, like the threads."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError):  # already set up in this process: its setting stays
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+
 def _load_data(cfg: DictConfig) -> _Data:
     from ganstudy.data import load_mnist, steps_per_epoch, training_images
 
@@ -125,6 +135,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
 
     t = cfg.train
     _use_threads(t.threads)  # before TensorFlow's first op
+    _grow_gpu_memory()
     net = feature_net()
     evaluator = Evaluator(net, data.splits, cfg.eval.n_samples, seed=t.seed)
     keras.utils.set_random_seed(t.seed)
@@ -151,6 +162,7 @@ def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator,
     """A new run gets its params, config, tags and the real-image floor; a resumed one a resume tag."""
     import mlflow
 
+    from ganstudy.redact import mask, mask_values
     from ganstudy.tracking import RUN_ID_FILE, Tag
 
     (run_dir / RUN_ID_FILE).write_text(run.info.run_id)
@@ -158,11 +170,12 @@ def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator,
     if run_id is None:
         mlflow.set_tags({Tag.DATA: cfg.data.name, Tag.TRAIN_IMAGES: len(data.train_images), Tag.CLASSIFIER: net.key,
                          **(tags or {})})
-        mlflow.log_params(params)
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_params(mask_values(params))
+        mlflow.log_text(mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
         mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
     else:
         mlflow.set_tag(Tag.RESUMED_FROM, first_epoch)
+    mlflow.set_tag(Tag.EPOCHS, cfg.train.epochs)  # params keep the first target; a resume may train longer
     print(f"run {run.info.run_id}: epochs {first_epoch + 1}..{cfg.train.epochs}, {data.steps} steps of "
           f"{cfg.train.batch_size} per epoch, files in {run_dir}", flush=True)
 
