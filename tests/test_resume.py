@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
 STEPS = 32  # experiment=tiny's batch 32 on data.limit=1024
 ARGS = ["experiment=tiny", "data.limit=1024", "train.epochs=6", "train.checkpoint_every=2", "eval.every=2",
-        "eval.detector=false", "train.log_every_steps=2", "train.deterministic=true", "train.progress=line"]
+        "eval.detector=false", "train.log_every_steps=2", "train.deterministic=true", "train.progress=line",
+        "train.ema_decay=0.9"]  # the weight average of G resumes exactly too
 
 
 def last_step(db: Path, key: str) -> int:
@@ -90,7 +91,39 @@ def test_resume_by_run_id_without_the_run_folder(tiny_overrides, store, tmp_path
     train(compose(tiny_overrides + ["train.epochs=3", f"resume={run_id}", f"run_dir={tmp_path}/elsewhere"]))
     client = MlflowClient(store)
     assert sorted(m.step for m in client.get_metric_history(run_id, "d_loss")) == [1, 2, 3]
-    assert client.get_run(run_id).data.tags["ganstudy.resumed_from_epoch"] == "2"
+    run = client.get_run(run_id)
+    assert run.data.tags["ganstudy.resumed_from_epoch"] == "2"
+    assert (run.data.params["train.epochs"], run.data.tags["ganstudy.epochs"]) == ("2", "3")  # trained to 3 now
     assert (tmp_path / "elsewhere" / "checkpoints" / "ckpt-3.index").exists()
     assert (tmp_path / "elsewhere" / "mlflow_run_id.txt").read_text() == run_id
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+
+
+def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, store, tmp_path):
+    """train.checkpoints=latest deletes the checkpoint when the run ends (a sweep's trials): `resume=` on the
+    finished run refuses with one line, by folder and by id, and the run stays as it was."""
+    from ganstudy.config import compose
+    from ganstudy.train import train
+
+    result = train(compose(tiny_overrides + ["train.epochs=2", "train.checkpoints=latest"]))
+    client = MlflowClient(store)
+    before = history(client, result.run_id)
+    for ref in ("run", result.run_id):
+        done = run_cli("train", *tiny_overrides, "train.epochs=3", "train.checkpoints=latest", f"resume={ref}",
+                       f"run_dir={tmp_path}/again", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (f"error: resume={ref}: run {result.run_id} logged 2 epochs but kept no checkpoint "
+                                       "to continue from (it ran with train.checkpoints=latest, whose checkpoint goes "
+                                       "when the run ends; train.checkpoints=all keeps them); train a new run instead")
+    assert history(client, result.run_id) == before and client.get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_a_run_folder_from_another_store_is_refused_with_one_line(tiny_overrides, tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "mlflow_run_id.txt").write_text("f" * 32)
+    done = run_cli("train", *tiny_overrides, f"resume={folder}", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: resume={folder}: its run {'f' * 32} is not in the tracking store "
+                                   f"sqlite:///{tmp_path}/mlflow.db (set tracking.uri or MLFLOW_TRACKING_URI to the "
+                                   "store it was logged to)")

@@ -67,7 +67,14 @@ def servers(tmp_path_factory):
                         f"postgresql+psycopg://{db}/mlflow", "--artifacts-destination", str(tmp / "artifacts"),
                         "--host", "127.0.0.1", "--port", str(web_port), "--workers", "1"],
                        f"{url}/health", limit=120, log=tmp / "mlflow_server.log", cwd=tmp, env=env)
-        yield SimpleNamespace(optuna=f"postgresql+psycopg://{db}/optuna", mlflow=url)
+        tracking_password = secrets.token_hex(16)  # sent as basic auth, which a server without auth ignores
+        yield SimpleNamespace(optuna=f"postgresql+psycopg://{db}/optuna", mlflow=url,
+                              mlflow_login=f"http://ganstudy:{tracking_password}@127.0.0.1:{web_port}",
+                              secrets=(password, tracking_password),
+                              stop=lambda: pg(bin_dir / "pg_ctl", "-D", pg_dir / "data", "-m", "fast", "-w", "stop"),
+                              start=lambda: pg(bin_dir / "pg_ctl", "-D", pg_dir / "data", "-l", pg_dir / "server.log",
+                                               "-w", "-o", f"-k {pg_dir} -p {port} -c listen_addresses=127.0.0.1",
+                                               "start"))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -77,14 +84,18 @@ def servers(tmp_path_factory):
         shutil.rmtree(pg_dir)
 
 
-def worker(folder: Path, servers, n_trials: int) -> subprocess.Popen:
+def worker(folder: Path, servers, n_trials: int, study: str = "tiny", heartbeat: int = 5,
+           tracking: str | None = None) -> subprocess.Popen:
     """`python -m ganstudy.sweep` of the tiny study in a folder of its own (its trial folders, its log), as
-    on a machine of its own; in a session of its own, so that its whole process group can be killed."""
+    on a machine of its own; in a session of its own, so that its whole process group can be killed. It logs
+    to the MLflow server with a login in its URL, unless `tracking` names another store."""
     folder.mkdir()
-    args = ["sweep=tiny", f"n_trials={n_trials}", "heartbeat=5", f"storage={servers.optuna}", f"out_dir={folder}",
+    tracking = tracking or servers.mlflow_login
+    args = ["sweep=tiny", f"study_name={study}", f"n_trials={n_trials}", f"heartbeat={heartbeat}",
+            f"storage={servers.optuna}", f"out_dir={folder}",
             "base=[experiment=tiny,train.epochs=2,eval.detector=false,train.progress=none,train.checkpoints=latest,"
-            f"tracking.uri={servers.mlflow}]"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": servers.mlflow}
+            f"tracking.uri={tracking}]"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": tracking}
     with open(folder / "worker.log", "w") as log:
         return subprocess.Popen([sys.executable, "-m", "ganstudy.sweep", *args], cwd=folder, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -101,20 +112,21 @@ def workers():
             w.wait()
 
 
-def started_trial(client: MlflowClient, url: str):
+def started_trial(client: MlflowClient, url: str, study: str = "tiny"):
     """A RUNNING trial whose MLflow run has started, or None. Until a worker has made the study's parent run,
     the test keeps off the Optuna database: the workers race to set it up, as on an empty database."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    if not client.search_runs(experiments, "tags.`ganstudy.study` = 'tiny'", max_results=1):
+    if not client.search_runs(experiments, f"tags.`ganstudy.study` = '{study}'", max_results=1):
         return None
-    trials = optuna.load_study(study_name="tiny", storage=url).get_trials(states=(TrialState.RUNNING,))
+    trials = optuna.load_study(study_name=study, storage=url).get_trials(states=(TrialState.RUNNING,))
     return next((t for t in trials if "mlflow_run_id" in t.user_attrs), None)
 
 
 def test_workers_share_a_study_on_postgresql_and_an_mlflow_server_through_a_killed_worker(servers, workers, tmp_path):
     """Two workers started together, one SIGKILLed (with its trial's process) once its trial's run has
     started, and a replacement: the study ends with its n_trials, one parent run, every trial nested under
-    it, and no trial or run left RUNNING."""
+    it, and no trial or run left RUNNING. The database password in the storage URL and the tracking login in
+    the tracking URL appear in no param, tag, artifact, trial attribute or printed line."""
     from ganstudy.report import PARENT_ATTR
     from ganstudy.sweep import counted_trials
 
@@ -153,6 +165,17 @@ def test_workers_share_a_study_on_postgresql_and_an_mlflow_server_through_a_kill
     assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
     assert not [r.info.run_id for r in client.search_runs(experiments) if r.info.status == "RUNNING"]
 
+    written = [logs().encode(), repr(study.user_attrs).encode(), repr([t.user_attrs for t in trials]).encode()]
+    for run in client.search_runs(experiments, run_view_type=ViewType.ALL):
+        written += [repr(run.data.params).encode(), repr(run.data.tags).encode()]
+        folder = tmp_path / "artifacts" / run.info.run_id
+        client.download_artifacts(run.info.run_id, "", str(folder))
+        written += [f.read_bytes() for f in folder.rglob("*") if f.is_file()]
+    written += [f.read_bytes() for w in folders for f in w.rglob("*") if f.is_file()]
+    assert "postgresql+psycopg://postgres:***@127.0.0.1" in logs() or any(b"postgres:***@" in w for w in written)
+    for secret in servers.secrets:
+        assert not [w[:200] for w in written if secret.encode() in w]
+
 
 def test_workers_that_start_together_elect_one_parent_run(servers, monkeypatch):
     """Two workers create their parent runs before either looks (as on two machines in the same instant):
@@ -189,3 +212,28 @@ def test_workers_that_start_together_elect_one_parent_run(servers, monkeypatch):
     assert sorted(r.info.run_id for r in client.search_runs([experiment], query)) == sorted([earlier, elected[0]])
     assert len(client.search_runs([experiment], query, run_view_type=ViewType.DELETED_ONLY)) == 1
     assert "sweep.yaml" in [a.path for a in client.list_artifacts(elected[0])]
+
+
+def test_a_study_rides_out_a_postgresql_restart(servers, workers, tmp_path):
+    """Two workers on PostgreSQL; the database stopped for 30 s while a trial trains, then started again
+    (the tracking store, SQLite here, stays up): the study ends at its total, no trial failed, lost or left
+    RUNNING. Runs last in this module: the MLflow server on the same PostgreSQL sees the outage too."""
+    n_trials = 4
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    folders = [tmp_path / f"worker{i}" for i in range(2)]
+    workers += [worker(folder, servers, n_trials, study="restart", heartbeat=60, tracking=store) for folder in folders]
+    client = MlflowClient(store)
+    deadline = time.time() + 300
+    while started_trial(client, servers.optuna, "restart") is None:
+        assert time.time() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.5)
+    servers.stop()
+    time.sleep(30)
+    servers.start()
+    for w in workers:
+        w.wait(timeout=600)
+    logs = "\n".join((f / "worker.log").read_text() for f in folders)
+    assert [w.returncode for w in workers] == [0, 0], logs
+    trials = optuna.load_study(study_name="restart", storage=servers.optuna).get_trials()
+    assert len(trials) == n_trials, logs
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}, [(t.number, t.state) for t in trials]

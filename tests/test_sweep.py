@@ -343,3 +343,98 @@ def test_a_study_carried_to_another_tracking_store_gets_a_parent_run_there(tmp_p
     run = MlflowClient(tracking.uri).get_run(parent)
     assert run.data.tags["ganstudy.role"] == "study" and run.data.tags["ganstudy.study"] == "tiny"
     assert report.parent_run(study, spec, tracking, "inst1") == parent  # found again, not made twice
+
+
+@pytest.mark.slow
+def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_their_own(tmp_path):
+    """The tiny study with two trials side by side (jobs=2), then a study of the same name on another storage
+    (as after removing mlruns/) from the same folder, with the same MLflow store: every trial of both trains,
+    each study under a parent run of its own, in folders of its own."""
+    first = start(tmp_path, sweep_args(tmp_path, "n_trials=2", "jobs=2"))
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out
+    assert re.search(r"^\[trial 0\] ", out, re.M) and re.search(r"^\[trial 1\] ", out, re.M), out
+    trials = load(tmp_path).get_trials()
+    assert len(ended(trials)) == 2 and trials[0].params != trials[1].params
+    assert trials[1].datetime_start < trials[0].datetime_complete  # side by side, in two children
+    second = start(tmp_path, sweep_args(tmp_path, "n_trials=2", f"storage=sqlite:///{tmp_path}/other.db"))
+    out, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, out
+    other = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/other.db")
+    assert len(ended(other.get_trials())) == 2 and "failed" not in out
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    parents = {r.info.run_id for r in client.search_runs(experiments, "tags.`ganstudy.role` = 'study'")}
+    assert parents == {load(tmp_path).user_attrs["mlflow_parent_run_id"], other.user_attrs["mlflow_parent_run_id"]}
+    for study in (load(tmp_path), other):
+        for t in study.get_trials():
+            run = client.get_run(t.user_attrs["mlflow_run_id"])
+            assert run.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
+    assert len(list((tmp_path / "trials").glob("tiny-*/trial_0000"))) == 2
+
+
+@pytest.mark.slow
+def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path):
+    """Trial 0's folder holds another run (as a study's folder would when something else wrote there): the
+    study stops after that one trial, with one line and exit status 2, instead of failing every trial."""
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    study.set_user_attr("ganstudy_instance", "fixed")
+    occupied = tmp_path / "trials" / "tiny-fixed" / "trial_0000"
+    occupied.mkdir(parents=True)
+    (occupied / "mlflow_run_id.txt").write_text("0" * 32)
+    done = start(tmp_path, sweep_args(tmp_path))
+    out, _ = done.communicate(timeout=300)
+    assert done.returncode == 2, out
+    assert out.strip().splitlines()[-1] == (f"error: the study stopped: run_dir={occupied}: holds run {'0' * 32}; "
+                                            f"continue it with resume={occupied}, or choose another folder")
+    (trial,) = load(tmp_path).get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"].startswith(f"run_dir={occupied}")
+    assert "Traceback" not in out and "nan is not acceptable" not in out
+
+
+@pytest.mark.slow
+def test_a_trial_below_its_rung_is_pruned_there_and_its_run_stops_at_that_epoch(tmp_path):
+    """Successive halving (the default study's pruner), rung 0 at epoch 1, 1 in 2 promoted: a finished trial
+    left 1.0 at that rung, so the next trial (FID in the hundreds) is pruned at epoch 1 of its 3."""
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    study.set_user_attr("ganstudy_instance", "rung")
+    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={1: 1.0, 3: 1.0},
+                                              system_attrs={"completed_rung_0": 1.0, "completed_rung_1": 1.0}))
+    done = start(tmp_path, sweep_args(tmp_path, "n_trials=2"))
+    out, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, out
+    pruned = load(tmp_path).get_trials()[1]
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [1]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(pruned.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["ganstudy.trial_state"] == "pruned"
+    assert run.data.params["train.epochs"] == "3"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [1]
+    assert "samples/progress.gif" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+
+
+@pytest.mark.slow
+def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tiny_study):
+    """The article arm with SGD at lr 1e30 diverges: the table still comes, with that seed listed as failed,
+    its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder."""
+    args = sweep_args(tiny_study, "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
+    done = start(tiny_study, args)
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 1, out
+    assert re.search(r"^article .* 0 .*seed 1$", out, re.M), out  # no seed counted, seed 1 failed
+    assert re.search(r"^failed: article seed 1: run \w+ diverged at epoch 1", out, re.M)
+    assert "best vs tiny: ratio" in out and "best vs article: no ratio" in out and "Traceback" not in out
+    client = MlflowClient(f"sqlite:///{tiny_study}/mlflow.db")
+    parent_id = load(tiny_study).user_attrs["mlflow_parent_run_id"]
+
+    def article_runs():
+        return [r for r in confirm_runs(client, parent_id) if r.data.tags["ganstudy.which"] == "article"
+                and r.data.params["optimizer.name"] == "sgd"]
+
+    (failed,) = article_runs()
+    assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["ganstudy.fail_reason"]
+    again = start(tiny_study, args)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 1, out
+    folders = sorted(Path(r.data.tags["ganstudy.run_dir"]).name for r in article_runs())
+    assert folders == ["confirm_article_seed1", "confirm_article_seed1_attempt2"]

@@ -139,3 +139,75 @@ def test_best_experiment_is_the_studys_winner_and_runs(tmp_path, store):
                    f"tracking.artifact_root={tmp_path}/artifacts", f"run_dir={tmp_path}/run"]
     made = train(compose(["experiment=best"] + tiny_budget))
     assert np.isfinite(made.metrics["fid_best"]) and (tmp_path / "run" / "models" / "generator.keras").exists()
+
+
+def test_a_run_survives_its_tracking_server_stopping_for_30_seconds(tmp_path):
+    """An MLflow server stopped once epoch 1 is logged and started again 30 s later (same store, same port):
+    the run waits on MLflow's retries, finishes, and has every epoch logged once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import free_port, serve
+    from test_resume import last_step
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+    def server():
+        return serve([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+                      "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                      "--workers", "1"], f"{url}/health", log=tmp_path / "server.log", cwd=tmp_path, env=env)
+
+    first = server()
+    run = subprocess.Popen([sys.executable, "-m", "ganstudy.train", "experiment=tiny", "data.limit=1024",
+                            "train.epochs=6", "eval.every=3", "eval.detector=false", "train.progress=line",
+                            f"tracking.uri={url}", "run_dir=run"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 300
+    while last_step(tmp_path / "server.db", "d_loss") < 1:
+        assert time.time() < deadline and run.poll() is None, run.stdout.read() if run.poll() is not None else ""
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGTERM)
+    first.wait(timeout=60)
+    time.sleep(30)
+    again = server()
+    try:
+        out, _ = run.communicate(timeout=600)
+        assert run.returncode == 0, out
+        client = MlflowClient(url)
+        run_id = (tmp_path / "run" / "mlflow_run_id.txt").read_text()
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert [m.step for m in sorted(client.get_metric_history(run_id, "d_loss"), key=lambda m: m.step)] == [1, 2, 3, 4, 5, 6]
+    finally:
+        os.killpg(again.pid, signal.SIGTERM)
+        again.wait(timeout=60)
+
+
+def test_a_time_budget_ends_the_run_cleanly_and_a_resume_spends_the_rest(tiny_overrides, store):
+    """train.time_budget=3: the run ends after the epoch in which 3 s of training ran out, with that epoch's
+    evaluation; resumed with a larger budget, it goes on from there and stops again once that is spent."""
+    result = train(compose(tiny_overrides + ["train.epochs=200", "train.time_budget=3"]))
+    client = MlflowClient(store)
+
+    def series(key):
+        return sorted((m.step, m.value) for m in client.get_metric_history(result.run_id, key))
+
+    def ended_when_spent(spent, budget):  # the last epoch spent the budget; the one before had not
+        return spent[-1][1] >= budget and (len(spent) == 1 or spent[-2][1] < budget)
+
+    spent = series("train_seconds")
+    last = spent[-1][0]
+    assert last < 200 and ended_when_spent(spent, 3)
+    assert series("fid")[-1][0] == last and series("epochs")[-1] == (last, last)  # evaluated at its last epoch
+    assert series("updates")[-1][1] == 8 * last and series("images")[-1][1] == 256 * last
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    budget = spent[-1][1] + 3
+    train(compose(tiny_overrides + ["train.epochs=200", f"train.time_budget={budget}", f"resume={result.run_id}"]))
+    spent = series("train_seconds")
+    assert spent[-1][0] > last and ended_when_spent(spent, budget)
+    assert [s for s, _ in spent] == list(range(1, spent[-1][0] + 1))  # each epoch once, time summed across both
+    assert all(b > a for (_, a), (_, b) in zip(spent, spent[1:]))

@@ -20,9 +20,10 @@ def finite_losses(logs: dict) -> bool:
     return bool(np.isfinite([float(logs[k]) for k in ("d_loss", "g_loss")]).all())
 
 
-def due(done: int, every: int, last_epoch: int, logs: dict) -> bool:
-    """Whether epoch `done` gets a periodic action: every `every` epochs and after the last, unless it diverged."""
-    return (done % every == 0 or done == last_epoch) and finite_losses(logs)
+def due(done: int, every: int, last_epoch: int, logs: dict, stopping: bool = False) -> bool:
+    """Whether epoch `done` gets a periodic action: every `every` epochs and after the last (the planned last,
+    or one after which training stops: a time budget spent, a pruned trial), unless it diverged."""
+    return (done % every == 0 or done == last_epoch or stopping) and finite_losses(logs)
 
 
 def epoch_metrics(logs: dict) -> dict[str, float]:
@@ -86,6 +87,30 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class Spending(keras.callbacks.Callback):
+    """After every epoch, what the run has spent so far as metrics (step = epoch): `epochs`, `train_seconds`
+    (wall time of fit, callbacks included, summed over the run's processes), `updates` (training steps) and
+    `images`;
+    once `time_budget` seconds are spent, that epoch is the last (its evaluation and checkpoint follow)."""
+
+    def __init__(self, steps_per_epoch: int, images_per_epoch: int, time_budget: float | None,
+                 seconds_before: float, log: LogOnce):
+        super().__init__()
+        self.steps, self.images, self.time_budget = steps_per_epoch, images_per_epoch, time_budget
+        self.seconds_before, self.log, self.start = seconds_before, log, 0.0
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        seconds = self.seconds_before + time.perf_counter() - self.start
+        self.log({"epochs": done, "train_seconds": seconds, "updates": done * self.steps,
+                  "images": done * self.images}, done)
+        if self.time_budget and seconds >= self.time_budget:
+            self.model.stop_training = True
+
+
 class SampleGrid(keras.callbacks.Callback):
     """After every epoch, G's images for one fixed noise batch: samples/epoch_NNNN.png in the run, and the
     same grid as the MLflow image `samples` at step = epoch (the UI's step slider; grids of runs side by side)."""
@@ -115,7 +140,7 @@ class Checkpointing(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if not due(done, self.every, self.last_epoch, logs):
+        if not due(done, self.every, self.last_epoch, logs, self.model.stop_training):
             return
         self.epoch_var.assign(done)
         prefix = self.manager.save(checkpoint_number=done)
@@ -160,7 +185,7 @@ class Evaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if not due(done, self.every, self.last_epoch, logs):
+        if not due(done, self.every, self.last_epoch, logs, self.model.stop_training):
             return
         m = self.evaluator.evaluate(self.gan.sampler, self.gan.discriminator, done)
         if m["fid"] < self.best_fid:

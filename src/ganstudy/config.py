@@ -61,6 +61,7 @@ class OptimizerConfig:
 @dataclass
 class TrainConfig:
     epochs: int = MISSING
+    time_budget: Optional[float] = MISSING
     batch_size: int = MISSING
     seed: int = MISSING
     checkpoint_every: int = MISSING
@@ -127,6 +128,7 @@ def validate(cfg: DictConfig) -> None:
     _check(m.noise_dim >= 1, "model.noise_dim", m.noise_dim, "an integer >= 1")
     _check(m.width > 0, "model.width", m.width, "> 0")
     _check(t.epochs >= 1, "train.epochs", t.epochs, "an integer >= 1")
+    _check(t.time_budget is None or t.time_budget > 0, "train.time_budget", t.time_budget, "null or seconds > 0")
     _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "an integer >= 1")
     _check(t.checkpoints in CHECKPOINTS, "train.checkpoints", t.checkpoints, "one of " + ", ".join(CHECKPOINTS))

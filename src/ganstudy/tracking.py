@@ -14,9 +14,9 @@ from ganstudy.redact import mask
 from ganstudy.yardstick import refuse_other
 
 RUN_ID_FILE = "mlflow_run_id.txt"
-# Keys that may differ between a run and its resumption (epochs: to train a finished run longer; threads and
+# Keys that may differ between a run and its resumption (epochs, time: to train a finished run longer; threads and
 # steps per call change speed, not results).
-RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.progress", "train.threads", "train.steps_per_execution",
+RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.time_budget", "train.progress", "train.threads", "train.steps_per_execution",
                      "tracking.")
 
 

@@ -196,7 +196,9 @@ def _train_epochs(cfg, gan, data: _Data, run_id, run_dir: Path, manager, epoch_v
     quiet = t.progress == "none"
     stopper = cb.StopOnDivergence()
     upload = t.checkpoints == "all"  # what a resume on another machine needs
-    callbacks = [stopper, cb.MlflowMetrics(data.steps, t.log_every_steps, log),
+    spent_before = dict(tracking.metric_series(run_id, "train_seconds")).get(first_epoch, 0.0)  # a resume's
+    callbacks = [stopper, cb.Spending(data.steps, len(data.train_images), t.time_budget, spent_before, log),
+                 cb.MlflowMetrics(data.steps, t.log_every_steps, log),
                  cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", tracking.last_image_step(run_id, "samples")),
                  cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, log, best,
                                run_dir / "models" / "generator_best.keras", on_eval, quiet, upload),
