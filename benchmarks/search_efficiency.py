@@ -69,6 +69,7 @@ def arm_curves(storage_url: str, study_name: str) -> dict:
     from optuna.trial import TrialState
 
     from ganstudy.stats import expected_best
+    from ganstudy.study_page import trial_outcomes
 
     study = optuna.load_study(study_name=study_name, storage=storage_url)
     trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
@@ -80,9 +81,7 @@ def arm_curves(storage_url: str, study_name: str) -> dict:
             best = min(best, t.value)
         points.append({"trial": t.number, "state": t.state.name, "minutes": (t.datetime_complete - start).total_seconds() / 60,
                        "trial_epochs": epochs, "best": best if best < float("inf") else None})
-    # A pruned trial counts with its value when stopped: fid_best only falls with more epochs, so an upper bound.
-    values = [t.value if t.state == TrialState.COMPLETE else t.intermediate_values[max(t.intermediate_values)]
-              for t in trials if t.state == TrialState.COMPLETE or t.intermediate_values]
+    values = trial_outcomes(trials)  # a pruned trial counts with its value when stopped
     expected = [dict(zip(("k", "mean", "std"), (k, *expected_best(values, k)))) for k in range(1, len(values) + 1)]
     states = [t.state.name for t in trials]
     return {"study": study_name, "n_trials": len(trials), "complete": states.count("COMPLETE"),

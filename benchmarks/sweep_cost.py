@@ -5,7 +5,7 @@
 Runs one fixed small study twice through ganstudy.sweep.run_study: `pruner.name=asha` (successive
 halving with sweeps/default.yaml's min_resource 2 and reduction_factor 3 by default: rungs at epochs 2 and 6
 of the small study's 10) and `pruner.name=none`, same
-sampler and seed, same trial budget, eval.every=1. Like the default study it enqueues the DCGAN paper's
+sampler and seed, same trial budget, eval.every=1. Like the default study it enqueues experiment=quick's
 settings as trial 0 and keeps only the latest checkpoint (train.checkpoints=latest). The default
 `--sampler random` gives both variants identical trial configurations, a clean A/B of pruning alone; with
 `--sampler tpe` they see the same proposals only until TPE starts to learn from (differently pruned)
@@ -57,7 +57,7 @@ import harness  # noqa: E402 - before TensorFlow: it quiets TensorFlow's C++ log
 
 PRUNER = "asha"
 VARIANTS = (PRUNER, "none")
-# Trial 0 of both variants, as in sweeps/default.yaml: the DCGAN paper's settings.
+# Trial 0 of both variants, as in sweeps/default.yaml: experiment=quick's settings.
 ENQUEUE = [{"optimizer": "adam", "optimizer.lr_g": 2.0e-4, "optimizer.lr_d": 2.0e-4, "optimizer.beta1": 0.5,
             "model.dropout": 0.3}]
 

@@ -233,7 +233,7 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, caps
     spec = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["seeds=2", "jobs=2"])
     study = load(tmp_path)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
-    summary = confirm(study, spec, parent_id)
+    summary = confirm(study, spec, parent_id)["equal_epochs"]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = confirm_runs(client, parent_id)
     # Two runs at a time, each on half the cores, at base's budget (2 epochs; trials train 3).
@@ -253,6 +253,8 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, caps
     metrics = client.get_run(parent_id).data.metrics
     for arm in ("tiny", "article"):
         assert metrics[f"confirm_ratio_{arm}"] == pytest.approx(summary["best"]["mean"] / summary[arm]["mean"])
+        assert metrics[f"confirm_ratio_{arm}_ci_low"] <= metrics[f"confirm_ratio_{arm}"] <= metrics[f"confirm_ratio_{arm}_ci_high"]
+        assert summary[arm]["budget"]["epochs"] == 2 and summary[arm]["budget"]["images"] == 2 * 256
         assert metrics[f"confirm_p_{arm}"] == pytest.approx(ttest_ind(values["best"], values[arm], equal_var=False).pvalue)
     best = next(r for r in runs if r.data.tags["ganstudy.which"] == "best")
     params = {("optimizer.name" if k == "optimizer" else k): str(v) for k, v in study.best_params.items()}
@@ -438,3 +440,25 @@ def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tiny_stu
     assert again.returncode == 1, out
     folders = sorted(Path(r.data.tags["ganstudy.run_dir"]).name for r in article_runs())
     assert folders == ["confirm_article_seed1", "confirm_article_seed1_attempt2"]
+
+
+@pytest.mark.slow
+def test_confirm_at_the_same_wall_clock_time(tiny_study, capsys):
+    """budgets=[time]: every arm trains until 4 s are spent (the epoch cap out of reach), and the table says
+    what each spent: epochs, updates, images, seconds."""
+    from ganstudy.confirm import NO_EPOCH_LIMIT, confirm
+
+    spec = sweep_spec.load("tiny", sweep_args(tiny_study)[1:] + ["seeds=1", "budgets=[time]", "time_budget=4"])
+    study = load(tiny_study)
+    results = confirm(study, spec, study.user_attrs["mlflow_parent_run_id"])
+    assert set(results) == {"equal_time", "time_budget"} and results["time_budget"] == 4
+    client = MlflowClient(f"sqlite:///{tiny_study}/mlflow.db")
+    for arm, s in results["equal_time"].items():
+        assert s["budget"]["train_seconds"] >= 4 and s["budget"]["updates"] == s["budget"]["epochs"] * {
+            "article": 4, "best": 8, "tiny": 8}[arm]  # 256 images at batch 64 (the article's here) or 32
+    runs = [r for r in confirm_runs(client, study.user_attrs["mlflow_parent_run_id"])
+            if r.data.tags.get("ganstudy.budget") == "time"]
+    assert len(runs) == 3 and {r.data.params["train.epochs"] for r in runs} == {str(NO_EPOCH_LIMIT)}
+    assert all(r.info.status == "FINISHED" and r.data.metrics["train_seconds"] >= 4 for r in runs)
+    out = capsys.readouterr().out
+    assert "same wall-clock time (4 s):" in out and re.search(r"epochs\s+updates\s+images\s+seconds", out)

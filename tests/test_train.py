@@ -211,3 +211,17 @@ def test_a_time_budget_ends_the_run_cleanly_and_a_resume_spends_the_rest(tiny_ov
     assert spent[-1][0] > last and ended_when_spent(spent, budget)
     assert [s for s, _ in spent] == list(range(1, spent[-1][0] + 1))  # each epoch once, time summed across both
     assert all(b > a for (_, a), (_, b) in zip(spent, spent[1:]))
+
+
+def test_every_gpu_grows_its_memory_as_needed(monkeypatch):
+    """Runs side by side (a sweep's jobs) share a GPU: each run's process asks for memory growth on every GPU
+    before TensorFlow's first op (checked with TensorFlow's device calls replaced: this machine has no GPU)."""
+    import tensorflow as tf
+
+    from ganstudy import train as train_module
+
+    grown = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: ["GPU:0", "GPU:1"] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda gpu, on: grown.append((gpu, on)))
+    train_module._grow_gpu_memory()
+    assert grown == [("GPU:0", True), ("GPU:1", True)]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -35,30 +36,76 @@ def fingerprint(overrides: list[str]) -> str:
     return hashlib.sha1(json.dumps(list(overrides)).encode()).hexdigest()[:12]
 
 
-def _finished_runs(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, str, int], float]:
-    """(arm, overrides fingerprint, seed) -> objective of this study run's finished confirmation runs."""
+BUDGETS = ("epochs", "updates", "images", "train_seconds")  # what a run spent, as its metrics say
+COMPARISONS = {"epochs": "equal_epochs", "time": "equal_time"}
+NO_EPOCH_LIMIT = 10_000  # the equal-time runs' epoch cap: their time budget ends them
+
+
+def _finished_runs(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, str, int], dict]:
+    """(arm, overrides fingerprint, seed) -> metrics of this study run's finished confirmation runs."""
     exp = client.get_run(parent_run_id).info.experiment_id
     runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{Tag.ROLE}` = 'confirm' "
                                      "and attributes.status = 'FINISHED'")
-    return {(r.data.tags[Tag.ARM], r.data.tags.get(Tag.OVERRIDES), int(r.data.tags[Tag.SEED])): r.data.metrics["objective"]
+    return {(r.data.tags[Tag.ARM], r.data.tags.get(Tag.OVERRIDES), int(r.data.tags[Tag.SEED])): _outcome(r.data.metrics)
             for r in runs if "objective" in r.data.metrics}
 
 
+def _outcome(metrics: dict) -> dict:
+    return {"objective": metrics["objective"], **{k: metrics.get(k) for k in BUDGETS}}
+
+
 def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[str, dict]:
-    """Train every arm with seeds 1..spec.seeds (reusing runs whose overrides and study run match); log and
-    print the comparison; return {arm: {mean, std, values, seeds, failed}} and, per opponent, {ratio,
-    ratio_ci, p_value}. A failed seed is left out of its arm's figures and listed in `failed`."""
+    """Train every arm with seeds 1..spec.seeds at each budget of spec.budgets: the same epochs (the base's),
+    then the same wall-clock seconds (spec.time_budget, or the best arm's own mean time at the same epochs).
+    Runs whose overrides and study run match are reused. Logs and prints each comparison; returns
+    {"equal_epochs": {arm: ...}, "equal_time": {arm: ...}, "time_budget": seconds} (see summarize)."""
     from ganstudy.config import compose
     from ganstudy.tracking import use_experiment
 
     use_experiment(compose(list(spec.base) + ["run_dir=unused"]).tracking)
     client = MlflowClient()
-    done = _finished_runs(client, parent_run_id)
     folder = study_dir(spec.out_dir, study) / "confirm"
     tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: study_instance(study), Tag.ROLE: "confirm"}
-    outcomes: dict[str, dict[int, tuple]] = {}  # arm -> seed -> (value or None, failure reason or None)
+    results: dict = {}
+    if "epochs" in spec.budgets:
+        results["equal_epochs"] = _compare(spec, client, parent_run_id, folder, {**tags, Tag.BUDGET: "epochs"},
+                                           arms(study, spec), [])
+    if "time" in spec.budgets:
+        seconds = spec.time_budget or results["equal_epochs"]["best"]["budget"].get("train_seconds")
+        if seconds is None:
+            print("confirm: no equal-time comparison: the best arm's runs have no train_seconds (set time_budget=)",
+                  file=sys.stderr, flush=True)
+        else:
+            results["time_budget"] = seconds = round(seconds)
+            results["equal_time"] = _compare(spec, client, parent_run_id, folder, {**tags, Tag.BUDGET: "time"},
+                                             arms(study, spec), [f"train.time_budget={seconds}",
+                                                                 f"train.epochs={NO_EPOCH_LIMIT}"])
+    _log(client, parent_run_id, results, spec.objective)
+    for name, summary in _comparisons(results).items():
+        print_table(summary, spec, name, results.get("time_budget"))
+    from ganstudy.report import parent_hint, redraw
+
+    redraw(spec, parent_run_id)
+    print(f"confirm.png and confirm.json are in the study's MLflow run:\n{parent_hint(parent_run_id)}", flush=True)
+    return results
+
+
+def _comparisons(results: dict) -> dict[str, dict]:
+    return {name: results[name] for name in COMPARISONS.values() if name in results}
+
+
+def failed_any(results: dict) -> bool:
+    return any(s["failed"] for summary in _comparisons(results).values() for s in summary.values())
+
+
+def _compare(spec: DictConfig, client: MlflowClient, parent_run_id: str, folder: Path, tags: dict,
+             arm_overrides: dict[str, list[str]], budget: list[str]) -> dict[str, dict]:
+    """One comparison: every arm at this budget, seeds 1..spec.seeds, side by side (spec.jobs)."""
+    done = _finished_runs(client, parent_run_id)
+    outcomes: dict[str, dict[int, tuple]] = {}  # arm -> seed -> (metrics or None, failure reason or None)
     missing = []  # (arm, seed, the task that trains it)
-    for arm, overrides in arms(study, spec).items():
+    for arm, overrides in arm_overrides.items():
+        overrides = overrides + budget
         key = fingerprint(overrides)
         outcomes[arm] = {seed: (done[(arm, key, seed)], None) for seed in range(1, spec.seeds + 1)
                          if (arm, key, seed) in done}
@@ -68,19 +115,12 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     trained = side_by_side([task for _, _, task in missing], spec.jobs)
     for (arm, seed, _), outcome in zip(missing, trained):
         outcomes[arm][seed] = outcome
-    summary = summarize(outcomes)
-    _log(client, parent_run_id, summary, spec.objective)
-    print_table(summary, spec)
-    from ganstudy.report import parent_hint, redraw
-
-    redraw(spec, parent_run_id)
-    print(f"confirm.png and confirm.json are in the study's MLflow run:\n{parent_hint(parent_run_id)}", flush=True)
-    return summary
+    return summarize(outcomes)
 
 
 def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, overrides: list[str], tags: dict,
-               seed: int) -> tuple[float | None, str | None]:
-    """(objective, None) of one seed of one arm, or (None, why it failed). Its folder is claimed while it
+               seed: int) -> tuple[dict | None, str | None]:
+    """(metrics, None) of one seed of one arm, or (None, why it failed). Its folder is claimed while it
     trains, so that confirm workers on one machine never write one run together; a run an interrupted confirm
     left there continues from its checkpoint, and a failed one (or one that cannot continue) is trained afresh
     in the next folder."""
@@ -93,10 +133,10 @@ def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, ove
             if run_id is not None:
                 run = client.get_run(run_id)
                 if run.info.status == "FINISHED" and "objective" in run.data.metrics:
-                    return run.data.metrics["objective"], None  # another worker here trained it meanwhile
+                    return _outcome(run.data.metrics), None  # another worker here trained it meanwhile
                 if run.info.status == "FAILED" or cannot_resume(run_id, run_dir):
                     continue
-            print(f"\nconfirm: {arm} settings, seed {seed}", flush=True)
+            print(f"\nconfirm: {arm} settings, seed {seed}, same {tags[Tag.BUDGET]}", flush=True)
             return _train(spec, parent_run_id, overrides + ([f"resume={run_dir}"] if run_id else []) + [
                 f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"], tags,
                 f"{arm} seed {seed}" if spec.jobs > 1 else "")
@@ -120,18 +160,21 @@ def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dic
             end_if_running(started[0], "FAILED")
         return None, reason
     MlflowClient().log_metric(result.run_id, "objective", value)
-    return value, None
+    return _outcome({**result.metrics, "objective": value}), None
 
 
 def summarize(outcomes: dict[str, dict[int, tuple]]) -> dict[str, dict]:
-    """Per arm: mean and sample std of the seeds that counted, and those that failed; per opponent: the best
-    arm's ratio of means with its 95% bootstrap interval, and the Welch p-value."""
+    """Per arm: mean and sample std of the objective over the seeds that counted, what they spent on average
+    (`budget`: epochs, updates, images, train_seconds), and the seeds that failed; per opponent: the best arm's
+    ratio of means with its 95% bootstrap interval, and the Welch p-value."""
     out = {}
     for arm, seeds in outcomes.items():
-        counted = {s: v for s, (v, _) in sorted(seeds.items()) if v is not None}
-        v = list(counted.values())
+        counted = {s: m for s, (m, _) in sorted(seeds.items()) if m is not None}
+        v = [m["objective"] for m in counted.values()]
+        spent = {k: [m[k] for m in counted.values() if m.get(k) is not None] for k in BUDGETS}
         out[arm] = {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                    "values": v, "seeds": list(counted), "failed": {s: why for s, (_, why) in sorted(seeds.items()) if why}}
+                    "values": v, "seeds": list(counted), "budget": {k: float(np.mean(x)) for k, x in spent.items() if x},
+                    "failed": {s: why for s, (_, why) in sorted(seeds.items()) if why}}
     best = out["best"]["values"]
     for arm in list(outcomes)[1:]:
         other = out[arm]["values"]
@@ -142,54 +185,72 @@ def summarize(outcomes: dict[str, dict[int, tuple]]) -> dict[str, dict]:
     return out
 
 
-def _log(client: MlflowClient, parent_run_id: str, summary: dict, objective: str) -> None:
-    for arm, s in summary.items():
-        metrics = {f"confirm_{arm}_mean": s["mean"], f"confirm_{arm}_std": s["std"],
-                   f"confirm_{arm}_failed": len(s["failed"]), f"confirm_ratio_{arm}": s.get("ratio"),
-                   f"confirm_p_{arm}": s.get("p_value")}
-        if s.get("ratio_ci"):
-            metrics.update({f"confirm_ratio_{arm}_ci_low": s["ratio_ci"][0], f"confirm_ratio_{arm}_ci_high": s["ratio_ci"][1]})
-        for key, value in metrics.items():
-            if value is not None:
-                client.log_metric(parent_run_id, key, value)
+def _log(client: MlflowClient, parent_run_id: str, results: dict, objective: str) -> None:
+    for name, summary in _comparisons(results).items():
+        prefix = "confirm" if name == "equal_epochs" else "confirm_time"
+        for arm, s in summary.items():
+            metrics = {f"{prefix}_{arm}_mean": s["mean"], f"{prefix}_{arm}_std": s["std"],
+                       f"{prefix}_{arm}_failed": len(s["failed"]), f"{prefix}_ratio_{arm}": s.get("ratio"),
+                       f"{prefix}_p_{arm}": s.get("p_value")}
+            if s.get("ratio_ci"):
+                metrics.update({f"{prefix}_ratio_{arm}_ci_low": s["ratio_ci"][0],
+                                f"{prefix}_ratio_{arm}_ci_high": s["ratio_ci"][1]})
+            client.log_batch(parent_run_id, metrics=[Metric(k, v, _now_ms(), 0) for k, v in metrics.items()
+                                                     if v is not None])
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifact(parent_run_id, str(_plot(summary, objective, Path(tmp) / "confirm.png")))
-        (Path(tmp) / "confirm.json").write_text(json.dumps(summary, indent=2))
+        client.log_artifact(parent_run_id, str(_plot(results, objective, Path(tmp) / "confirm.png")))
+        (Path(tmp) / "confirm.json").write_text(json.dumps(results, indent=2))
         client.log_artifact(parent_run_id, str(Path(tmp) / "confirm.json"))
 
 
-def _plot(summary: dict, objective: str, out: Path) -> Path:
-    """Each arm's seeds and mean ± std, on a log axis: 30 against 60 stays visible beside 450."""
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _plot(results: dict, objective: str, out: Path) -> Path:
+    """Each arm's seeds and mean ± std, one panel per comparison, on a log axis: 30 against 60 stays visible
+    beside 450."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 3.5))
-    ax = fig.subplots()
-    for i, (arm, s) in enumerate(summary.items()):
-        if s["values"]:
-            ax.errorbar(i, s["mean"], yerr=s["std"], fmt="o", capsize=8, markersize=8)
-            ax.scatter(np.full(len(s["values"]), i + 0.12), s["values"], color="grey", s=14,
-                       label="one seed" if i == 0 else None)
-    ax.set_xticks(range(len(summary)), [f"{arm} settings" for arm in summary])
-    ax.set(ylabel=f"{objective} (log scale)", yscale="log", title=f"{objective}: mean ± std over seeds")
-    ax.set_xlim(-0.6, len(summary) - 0.4)
-    ax.legend(fontsize="small")
+    comparisons = _comparisons(results)
+    fig = Figure(figsize=(5.5 * len(comparisons), 3.5))
+    for ax, (name, summary) in zip(fig.subplots(1, len(comparisons), squeeze=False)[0], comparisons.items()):
+        for i, (arm, s) in enumerate(summary.items()):
+            if s["values"]:
+                ax.errorbar(i, s["mean"], yerr=s["std"], fmt="o", capsize=8, markersize=8)
+                ax.scatter(np.full(len(s["values"]), i + 0.12), s["values"], color="grey", s=14,
+                           label="one seed" if i == 0 else None)
+        ax.set_xticks(range(len(summary)), [f"{arm} settings" for arm in summary])
+        ax.set(ylabel=f"{objective} (log scale)", yscale="log", title=_title(name, results.get("time_budget")))
+        ax.set_xlim(-0.6, len(summary) - 0.4)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     return out
+
+
+def _title(name: str, seconds) -> str:
+    return "same epochs" if name == "equal_epochs" else f"same wall-clock time ({seconds} s)"
 
 
 def _fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def print_table(summary: dict, spec: DictConfig) -> None:
-    print(f"\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} {'best/this':>10} "
-          f"{'95% interval':>15} {'Welch p':>9}  failed")
+def print_table(summary: dict, spec: DictConfig, name: str = "equal_epochs", seconds=None) -> None:
+    print(f"\n{_title(name, seconds)}:\n{'settings':<10} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} "
+          f"{'best/this':>10} {'95% interval':>15} {'Welch p':>9} {'epochs':>7} {'updates':>8} {'images':>9} "
+          f"{'seconds':>8}  failed")
     for arm, s in summary.items():
         ci = "" if not s.get("ratio_ci") else f"{s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
+        b = s.get("budget", {})
         failed = ", ".join(f"seed {seed}" for seed in s["failed"])
         print(f"{arm:<10} {_fmt(s['mean'], '>16.4g'):>16} {_fmt(s['std'], '>10.3g'):>10} {len(s['values']):>6} "
-              f"{_fmt(s.get('ratio'), '.3f'):>10} {ci:>15} {_fmt(s.get('p_value'), '.3g'):>9}  {failed}")
+              f"{_fmt(s.get('ratio'), '.3f'):>10} {ci:>15} {_fmt(s.get('p_value'), '.3g'):>9} "
+              f"{_fmt(b.get('epochs'), '.0f'):>7} {_fmt(b.get('updates'), '.0f'):>8} {_fmt(b.get('images'), '.0f'):>9} "
+              f"{_fmt(b.get('train_seconds'), '.0f'):>8}  {failed}")
     for arm, s in list(summary.items())[1:]:
         if s["ratio"] is None:
             print(f"best vs {arm}: no ratio (an arm has no seed that counted)")

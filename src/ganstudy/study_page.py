@@ -9,6 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import optuna
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -42,6 +43,11 @@ def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, 
                     ("intermediate_values", "Learning curves (what the pruner saw)"))]
         if top:
             figures.append((_d_curves(top, Path(tmp) / "d_curves.png"), "D(x) and D(G(z)) of the top trials"))
+        values = trial_outcomes(trials)
+        if len(values) >= 2:
+            minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+            figures.append((_expected_best(values, minimize, objective, Path(tmp) / "expected_best.png"),
+                            "Expected best after k trials (Dodge et al. 2019), from this study's trials"))
         parts.append("<h2>Plots</h2>" + "".join(_figure(path, caption) for path, caption in figures if path.exists()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(mask(f"<!doctype html><html><head><meta charset='utf-8'><title>Study {_e(study.study_name)}</title>"
@@ -85,17 +91,23 @@ def _fmt(value) -> str:
 
 
 def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
-    """The confirm table and plot, when `confirm=true` has run."""
+    """The confirm tables (same epochs, same time) and plot, when `confirm=true` has run."""
     try:
-        summary = json.loads(Path(client.download_artifacts(parent_run_id, "confirm.json", str(tmp))).read_text())
+        results = json.loads(Path(client.download_artifacts(parent_run_id, "confirm.json", str(tmp))).read_text())
         plot = Path(client.download_artifacts(parent_run_id, "confirm.png", str(tmp)))
     except (MlflowException, OSError):
         return "<h2>Confirmation</h2><p>Not run yet: <code>python -m ganstudy.sweep confirm=true</code>.</p>"
-    rows = "".join(_confirm_row(arm, s) for arm, s in summary.items())
-    return ("<h2>Confirmation: the best settings against the others, at the same budget</h2>"
-            "<table><tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>95% interval</th>"
-            "<th>Welch p</th><th>failed</th></tr>"
-            f"{rows}</table>{_figure(plot, 'one dot per seed')}")
+    if "best" in results:  # written before the equal-time comparison existed
+        results = {"equal_epochs": results}
+    titles = {"equal_epochs": "the same epochs",
+              "equal_time": f"the same wall-clock time, {results.get('time_budget')} s a run"}
+    head = ("<tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>95% interval</th>"
+            "<th>Welch p</th><th>epochs</th><th>updates</th><th>images</th><th>seconds</th><th>failed</th></tr>")
+    tables = "".join(f"<h3>At {titles[name]}</h3><table>{head}"
+                     + "".join(_confirm_row(arm, s) for arm, s in results[name].items()) + "</table>"
+                     for name in titles if name in results)
+    return (f"<h2>Confirmation: the best settings against the others, over seeds</h2>{tables}"
+            f"{_figure(plot, 'one dot per seed')}")
 
 
 def _confirm_row(arm: str, s: dict) -> str:
@@ -105,9 +117,11 @@ def _confirm_row(arm: str, s: dict) -> str:
     ci = f"{s['ratio_ci'][0]:.3f}–{s['ratio_ci'][1]:.3f}" if s.get("ratio_ci") else ""
     failed = ", ".join(f"seed {seed}: {why}" for seed, why in s.get("failed", {}).items())
     mean = "" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"
+    spent = "".join(f"<td class='num'>{num(s.get('budget', {}).get(k), '.0f')}</td>"
+                    for k in ("epochs", "updates", "images", "train_seconds"))
     return (f"<tr><td>{_e(arm)}</td><td class='num'>{mean}</td><td class='num'>{len(s['values'])}</td>"
             f"<td class='num'>{num(s.get('ratio'), '.3f')}</td><td class='num'>{ci}</td>"
-            f"<td class='num'>{num(s.get('p_value'), '.3g')}</td><td>{_e(failed)}</td></tr>")
+            f"<td class='num'>{num(s.get('p_value'), '.3g')}</td>{spent}<td>{_e(failed)}</td></tr>")
 
 
 def _side_by_side(client: MlflowClient, top: list, objective: str, tmp: Path) -> str:
@@ -135,6 +149,31 @@ def _trial_pictures(client: MlflowClient, trial, tmp: Path) -> tuple[str, str]:
                      if found else "" for found in wanted)
     except (MlflowException, OSError):
         return "", ""
+
+
+def trial_outcomes(trials: list) -> list[float]:
+    """Each ended trial's value: a complete trial's, or a pruned one's last reported value (for a best-so-far
+    objective such as fid_best, a bound that more epochs could only have improved)."""
+    return [t.value if t.state == TrialState.COMPLETE else t.intermediate_values[max(t.intermediate_values)]
+            for t in trials if t.state == TrialState.COMPLETE or (t.state == TrialState.PRUNED and t.intermediate_values)]
+
+
+def _expected_best(values: list[float], minimize: bool, objective: str, out: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    from ganstudy.stats import expected_best
+
+    ks = range(1, len(values) + 1)
+    mean, std = np.array([expected_best(values, k, minimize) for k in ks]).T
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.subplots()
+    ax.plot(ks, mean, marker="o", markersize=3)
+    ax.fill_between(ks, mean - std, mean + std, alpha=0.25, label="± 1 std")
+    ax.set(xlabel="trials k", ylabel=f"expected best {objective}", yscale="log")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    return out
 
 
 def _d_curves(top: list, out: Path) -> Path:

@@ -313,11 +313,10 @@ def main(argv: list[str] | None = None) -> None:
 
         report.print_summary(study, spec)
         if spec.confirm:
-            from ganstudy.confirm import confirm
+            from ganstudy.confirm import confirm, failed_any
 
-            summary = confirm(study, spec, study.user_attrs[report.PARENT_ATTR])
-            if any(s["failed"] for s in summary.values()):
-                sys.exit(1)  # the table is printed; some of its runs failed
+            if failed_any(confirm(study, spec, study.user_attrs[report.PARENT_ATTR])):
+                sys.exit(1)  # the tables are printed; some of their runs failed
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
         sys.exit(130)

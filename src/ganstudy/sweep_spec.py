@@ -56,6 +56,8 @@ class SweepSpec:
     confirm: bool = False                # after the study: best vs base and baseline, `seeds` seeds each
     base_name: str = "base"              # what the confirm table calls the base settings
     seeds: int = 3
+    budgets: list = field(default_factory=lambda: ["epochs", "time"])  # confirm at the same epochs, same seconds
+    time_budget: Optional[float] = None  # confirm's seconds per run at the same time; null: the best arm's own
     out_dir: str = "outputs/sweeps"      # trial run folders: OUT_DIR/STUDY/trial_NNNN
 
 
@@ -132,6 +134,10 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, f"jobs={spec.jobs}: must be an integer >= 1")
     if spec.seeds < 1:
         _fail(name, f"seeds={spec.seeds}: must be an integer >= 1")
+    if not spec.budgets or not set(spec.budgets) <= {"epochs", "time"}:
+        _fail(name, f"budgets={list(spec.budgets)}: must name epochs, time or both")
+    if "time" in spec.budgets and "epochs" not in spec.budgets and not spec.time_budget:
+        _fail(name, "budgets=[time] needs time_budget=SECONDS (by default it is the best arm's time at the same epochs)")
     if spec.sampler.name not in SAMPLERS:
         _fail(name, f"sampler.name={spec.sampler.name}: must be one of {', '.join(SAMPLERS)}")
     if spec.pruner.name not in PRUNERS:

@@ -31,6 +31,7 @@ class Tag:
     TRIAL, TRIAL_STATE = "ganstudy.trial", "ganstudy.trial_state"
     FAIL_REASON = "ganstudy.fail_reason"                        # why a trial or confirm run failed
     ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
+    BUDGET = "ganstudy.budget"                                  # a confirmation run's: the same epochs or time
 # Marks the experiment as model training (MLflow 3's UI still opens it in its GenAI view: see ui_hint).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
