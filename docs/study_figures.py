@@ -35,7 +35,8 @@ def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
                               order_by=["attributes.start_time DESC"])
     latest = {}
     for r in runs:  # the newest run of each arm: an arm trained again after a change replaces the old one
-        latest.setdefault(r.data.tags["ganstudy.which"], r)
+        if r.data.tags.get("ganstudy.budget") != "time":  # the same-epochs comparison's runs
+            latest.setdefault(r.data.tags["ganstudy.which"], r)
     arms = [a for a in ("best", *sorted(set(latest) - {"best", "article"}), "article") if a in latest]
     fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.6))
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,11 +45,12 @@ BAD = {
     f"train resume={NO_RUN}": f"error: resume={NO_RUN}: no such run directory, nor a run id in sqlite:///ROOT/mlflow.db",
     "train run_dir=other_run": "error: run_dir=other_run: holds run abc123; continue it with resume=other_run, "
                                "or choose another folder",
-    # A run and a study (in other.db) scored with an earlier feature network than the shipped one.
+    # A run, and a study from before study instances (in other.db and other_optuna.db), scored with an earlier
+    # feature network than the shipped one.
     "train experiment=tiny resume=old_run tracking.uri=sqlite:///other.db": (
         "error: resume=old_run: run RUN was scored with feature network b51a3f860de8, this ganstudy measures with "
         "HASH: their FIDs are not comparable; start a new run or study (or install the ganstudy it used)"),
-    "sweep sweep=tiny base=[experiment=tiny,tracking.uri=sqlite:///other.db]": (
+    "sweep sweep=tiny storage=sqlite:///other_optuna.db base=[experiment=tiny,tracking.uri=sqlite:///other.db]": (
         "error: study tiny (its run RUN) was scored with feature network b51a3f860de8, this ganstudy measures with "
         "HASH: their FIDs are not comparable; start a new run or study (or install the ganstudy it used)"),
     "sweep sweep=nope": "error: sweep=nope: no such sweep file; choose one of default, tiny or a .yaml path",
@@ -96,6 +97,10 @@ def outcomes(tmp_path_factory):
     experiment = other.create_experiment("ganstudy", str(root / "artifacts"))
     old = other.create_run(experiment, tags={"ganstudy.classifier": "b51a3f860de8", "ganstudy.study": "tiny"}).info
     other.set_terminated(old.run_id)
+    import optuna
+
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{root}/other_optuna.db").add_trial(
+        optuna.trial.create_trial(value=400.0))
     (root / "old_run").mkdir()
     (root / "old_run" / "mlflow_run_id.txt").write_text(old.run_id)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -124,6 +129,9 @@ def test_bad_inputs_create_no_run_and_no_trial(outcomes):
     assert count_runs(f"sqlite:///{root}/mlflow.db") == 0
     assert [r.info.status for r in MlflowClient(f"sqlite:///{root}/other.db").search_runs(["1"])] == ["FINISHED"]
     assert not (root / "mlruns" / "optuna.db").exists()
+    import optuna
+
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{root}/other_optuna.db").get_trials()) == 1
     assert sorted(p.parent.name for p in root.glob("**/mlflow_run_id.txt")) == ["old_run", "other_run"]
 
 

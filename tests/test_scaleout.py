@@ -221,8 +221,9 @@ def test_a_study_rides_out_a_postgresql_restart(servers, workers, tmp_path):
     n_trials = 4
     store = f"sqlite:///{tmp_path}/mlflow.db"
     folders = [tmp_path / f"worker{i}" for i in range(2)]
-    workers += [worker(folder, servers, n_trials, study="restart", heartbeat=60, tracking=store) for folder in folders]
     client = MlflowClient(store)
+    client.search_experiments()  # the store set up before the workers start: this test's reads take no lock
+    workers += [worker(folder, servers, n_trials, study="restart", heartbeat=60, tracking=store) for folder in folders]
     deadline = time.time() + 300
     while started_trial(client, servers.optuna, "restart") is None:
         assert time.time() < deadline and all(w.poll() is None for w in workers)

@@ -351,7 +351,9 @@ def test_a_study_carried_to_another_tracking_store_gets_a_parent_run_there(tmp_p
 def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_their_own(tmp_path):
     """The tiny study with two trials side by side (jobs=2), then a study of the same name on another storage
     (as after removing mlruns/) from the same folder, with the same MLflow store: every trial of both trains,
-    each study under a parent run of its own, in folders of its own."""
+    each study under a parent run of its own, in folders of its own. In the second, a trial below its rung is
+    pruned there (successive halving, the default study's pruner: rung 0 at epoch 1, 1 in 2 promoted, and a
+    finished trial left 1.0 at that rung), and its run stops at that epoch."""
     first = start(tmp_path, sweep_args(tmp_path, "n_trials=2", "jobs=2"))
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out
@@ -359,20 +361,33 @@ def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_thei
     trials = load(tmp_path).get_trials()
     assert len(ended(trials)) == 2 and trials[0].params != trials[1].params
     assert trials[1].datetime_start < trials[0].datetime_complete  # side by side, in two children
+
+    other = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/other.db")
+    other.set_user_attr("ganstudy_instance", "rung")
+    other.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={1: 1.0, 3: 1.0},
+                                              system_attrs={"completed_rung_0": 1.0, "completed_rung_1": 1.0}))
     second = start(tmp_path, sweep_args(tmp_path, "n_trials=2", f"storage=sqlite:///{tmp_path}/other.db"))
     out, _ = second.communicate(timeout=600)
     assert second.returncode == 0, out
-    other = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/other.db")
-    assert len(ended(other.get_trials())) == 2 and "failed" not in out
+    assert "failed" not in out
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    pruned = other.get_trials()[1]
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [1]
+    run = client.get_run(pruned.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["ganstudy.trial_state"] == "pruned"
+    assert run.data.params["train.epochs"] == "3"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [1]
+    assert "samples/progress.gif" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+
     experiments = [e.experiment_id for e in client.search_experiments()]
     parents = {r.info.run_id for r in client.search_runs(experiments, "tags.`ganstudy.role` = 'study'")}
     assert parents == {load(tmp_path).user_attrs["mlflow_parent_run_id"], other.user_attrs["mlflow_parent_run_id"]}
     for study in (load(tmp_path), other):
-        for t in study.get_trials():
+        for t in study.get_trials()[study is other:]:  # the other's trial 0 was added by hand
             run = client.get_run(t.user_attrs["mlflow_run_id"])
             assert run.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
-    assert len(list((tmp_path / "trials").glob("tiny-*/trial_0000"))) == 2
+    assert sorted(p.parent.name for p in (tmp_path / "trials").glob("tiny-*/trial_000[01]")) == sorted(
+        ["tiny-rung", *[f"tiny-{load(tmp_path).user_attrs['ganstudy_instance']}"] * 2])
 
 
 @pytest.mark.slow
@@ -395,27 +410,6 @@ def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_trial_below_its_rung_is_pruned_there_and_its_run_stops_at_that_epoch(tmp_path):
-    """Successive halving (the default study's pruner), rung 0 at epoch 1, 1 in 2 promoted: a finished trial
-    left 1.0 at that rung, so the next trial (FID in the hundreds) is pruned at epoch 1 of its 3."""
-    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
-    study.set_user_attr("ganstudy_instance", "rung")
-    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={1: 1.0, 3: 1.0},
-                                              system_attrs={"completed_rung_0": 1.0, "completed_rung_1": 1.0}))
-    done = start(tmp_path, sweep_args(tmp_path, "n_trials=2"))
-    out, _ = done.communicate(timeout=300)
-    assert done.returncode == 0, out
-    pruned = load(tmp_path).get_trials()[1]
-    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [1]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    run = client.get_run(pruned.user_attrs["mlflow_run_id"])
-    assert run.info.status == "FINISHED" and run.data.tags["ganstudy.trial_state"] == "pruned"
-    assert run.data.params["train.epochs"] == "3"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")] == [1]
-    assert "samples/progress.gif" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
-
-
-@pytest.mark.slow
 def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tiny_study):
     """The article arm with SGD at lr 1e30 diverges: the table still comes, with that seed listed as failed,
     its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder."""
@@ -435,9 +429,11 @@ def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tiny_stu
 
     (failed,) = article_runs()
     assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["ganstudy.fail_reason"]
-    again = start(tiny_study, args)
-    out, _ = again.communicate(timeout=600)
-    assert again.returncode == 1, out
+    from ganstudy.confirm import confirm
+
+    study = load(tiny_study)
+    results = confirm(study, sweep_spec.load("tiny", args[1:]), parent_id)  # the rerun
+    assert list(results["equal_epochs"]["article"]["failed"]) == [1]
     folders = sorted(Path(r.data.tags["ganstudy.run_dir"]).name for r in article_runs())
     assert folders == ["confirm_article_seed1", "confirm_article_seed1_attempt2"]
 

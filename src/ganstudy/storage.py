@@ -87,14 +87,20 @@ for _name, _member in vars(optuna.storages.RDBStorage).items():
 def study_instance(study: optuna.Study, wait: float = 10.0) -> str:
     """The id of this instance of the study, set by the worker that created it: a study of the same name in
     another storage, or after its storage was removed, is another instance, with folders and an MLflow run of
-    its own. A study from before instances existed gets one now."""
+    its own. A study from before instances existed (it has trials but no id) gets one now."""
     deadline = time.monotonic() + wait
-    while (instance := study.user_attrs.get(INSTANCE_ATTR)) is None and time.monotonic() < deadline:
+    while (instance := study.user_attrs.get(INSTANCE_ATTR)) is None and not predates_instances(study) \
+            and time.monotonic() < deadline:
         time.sleep(0.5)  # its creator, on another machine, is about to set it
     if instance is None:
         instance = uuid.uuid4().hex[:8]
         study.set_user_attr(INSTANCE_ATTR, instance)
     return instance
+
+
+def predates_instances(study: optuna.Study) -> bool:
+    """A study that has trials but no instance id: made by a ganstudy from before instances."""
+    return INSTANCE_ATTR not in study.user_attrs and bool(study.get_trials(deepcopy=False))
 
 
 def new_instance(study: optuna.Study) -> None:

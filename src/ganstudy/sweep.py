@@ -25,7 +25,8 @@ from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
 from ganstudy.redact import mask
-from ganstudy.storage import DEFAULT_STORAGE, JOURNAL_NOTE, make_storage, new_instance, study_dir, study_instance
+from ganstudy.storage import (DEFAULT_STORAGE, JOURNAL_NOTE, make_storage, new_instance, predates_instances,
+                              study_dir, study_instance)
 from ganstudy.tracking import Tag, check_server, sqlite_init_lock
 from ganstudy.train import Diverged
 
@@ -193,9 +194,12 @@ def run_study(spec: DictConfig) -> optuna.Study:
     url = spec.storage or DEFAULT_STORAGE
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
+        legacy = predates_instances(study)
         instance = study_instance(study)
         base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
-        refuse_other_network(base.tracking, instance)
+        refuse_other_network(base.tracking, spec.study_name, instance, legacy)
+        for params in spec.enqueue:  # a warm start: known settings first, so the study ends no worse
+            study.enqueue_trial(dict(params), skip_if_exists=True)
         parent = report.parent_run(study, spec, base.tracking, instance)
     if not isinstance(storage, optuna.storages.RDBStorage):
         print(f"note: {JOURNAL_NOTE}", file=sys.stderr, flush=True)
@@ -254,8 +258,6 @@ def _open_study(spec: DictConfig, url: str, attempts: int = 5):
                 new_instance(study)
             except optuna.exceptions.DuplicatedStudyError:
                 study = optuna.load_study(study_name=spec.study_name, storage=storage)
-            for params in spec.enqueue:  # a warm start: known settings first, so the study ends no worse
-                study.enqueue_trial(dict(params), skip_if_exists=True)
             return storage, study
         except SQLAlchemyError:
             if attempt == attempts - 1:
@@ -263,9 +265,10 @@ def _open_study(spec: DictConfig, url: str, attempts: int = 5):
             time.sleep(1 + attempt)
 
 
-def refuse_other_network(tracking, instance: str) -> None:
+def refuse_other_network(tracking, study_name: str, instance: str, legacy: bool) -> None:
     """A study whose runs were scored with another feature network is not continued: its FIDs and ours
-    would not be comparable, and TPE, the pruner and the best trial would mix them."""
+    would not be comparable, and TPE, the pruner and the best trial would mix them. Its runs are those tagged
+    with its instance, or, for a study from before instances, those tagged with its name."""
     from mlflow.tracking import MlflowClient
 
     from ganstudy.tracking import use_store
@@ -275,10 +278,11 @@ def refuse_other_network(tracking, instance: str) -> None:
     client = MlflowClient()
     if (experiment := client.get_experiment_by_name(tracking.experiment)) is None:
         return
-    other = client.search_runs([experiment.experiment_id], f"tags.`{Tag.INSTANCE}` = '{instance}' and "
-                               f"tags.`{Tag.CLASSIFIER}` != '{shipped_info()['hash']}'", max_results=1)
+    mine = f"tags.`{Tag.STUDY}` = '{study_name}'" if legacy else f"tags.`{Tag.INSTANCE}` = '{instance}'"
+    other = client.search_runs([experiment.experiment_id], f"{mine} and tags.`{Tag.CLASSIFIER}` != "
+                               f"'{shipped_info()['hash']}'", max_results=1)
     if other:
-        refuse_other(other[0].data.tags[Tag.CLASSIFIER], f"this study (its run {other[0].info.run_id})")
+        refuse_other(other[0].data.tags[Tag.CLASSIFIER], f"study {study_name} (its run {other[0].info.run_id})")
 
 
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
