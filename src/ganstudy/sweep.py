@@ -43,11 +43,10 @@ def _stop_if_interrupted() -> None:
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Trials that use up the study's budget: all but a trial that the heartbeat failed and queued again
-    (its retry counts instead)."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs.get("failed_trial") for t in trials}
-    return sum(t.state != TrialState.FAIL or t.number not in retried for t in trials)
+    """Trials that use up the study's budget: finished, running or queued, and those that failed with a reason
+    of their own (NaN losses, an error). A trial that Ctrl-C ended, or the heartbeat failed, is not counted:
+    it runs again (the heartbeat's retry counts instead)."""
+    return sum(t.state != TrialState.FAIL or "fail_reason" in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def make_sampler(spec: DictConfig, n_existing: int) -> optuna.samplers.BaseSampler:
