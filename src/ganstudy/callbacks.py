@@ -90,8 +90,7 @@ class StopOnDivergence(keras.callbacks.Callback):
 class Spending(keras.callbacks.Callback):
     """After every epoch, what the run has spent so far as metrics (step = epoch): `epochs`, `train_seconds`
     (wall time of fit, callbacks included, summed over the run's processes), `updates` (training steps) and
-    `images`;
-    once `time_budget` seconds are spent, that epoch is the last (its evaluation and checkpoint follow)."""
+    `images`; once `time_budget` seconds are spent, that epoch is the last (its evaluation and checkpoint follow)."""
 
     def __init__(self, steps_per_epoch: int, images_per_epoch: int, time_budget: float | None,
                  seconds_before: float, log: LogOnce):

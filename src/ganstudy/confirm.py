@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -64,8 +63,9 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
 
     use_experiment(compose(list(spec.base) + ["run_dir=unused"]).tracking)
     client = MlflowClient()
-    folder = study_dir(spec.out_dir, study) / "confirm"
-    tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: study_instance(study), Tag.ROLE: "confirm"}
+    instance = study_instance(study)
+    folder = study_dir(spec.out_dir, spec.study_name, instance) / "confirm"
+    tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: instance, Tag.ROLE: "confirm"}
     results: dict = {}
     if "epochs" in spec.budgets:
         results["equal_epochs"] = _compare(spec, client, parent_run_id, folder, {**tags, Tag.BUDGET: "epochs"},
@@ -195,18 +195,13 @@ def _log(client: MlflowClient, parent_run_id: str, results: dict, objective: str
             if s.get("ratio_ci"):
                 metrics.update({f"{prefix}_ratio_{arm}_ci_low": s["ratio_ci"][0],
                                 f"{prefix}_ratio_{arm}_ci_high": s["ratio_ci"][1]})
-            client.log_batch(parent_run_id, metrics=[Metric(k, v, _now_ms(), 0) for k, v in metrics.items()
-                                                     if v is not None])
+            for key, value in metrics.items():
+                if value is not None:
+                    client.log_metric(parent_run_id, key, value)
     with tempfile.TemporaryDirectory() as tmp:
         client.log_artifact(parent_run_id, str(_plot(results, objective, Path(tmp) / "confirm.png")))
         (Path(tmp) / "confirm.json").write_text(json.dumps(results, indent=2))
         client.log_artifact(parent_run_id, str(Path(tmp) / "confirm.json"))
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _plot(results: dict, objective: str, out: Path) -> Path:

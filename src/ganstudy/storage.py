@@ -108,9 +108,9 @@ def new_instance(study: optuna.Study) -> None:
     study.set_user_attr(INSTANCE_ATTR, uuid.uuid4().hex[:8])
 
 
-def study_dir(out_dir: str, study: optuna.Study) -> Path:
+def study_dir(out_dir: str, study_name: str, instance: str) -> Path:
     """Where this study instance's trial and confirm runs keep their folders."""
-    return Path(out_dir) / f"{study.study_name}-{study_instance(study)}"
+    return Path(out_dir) / f"{study_name}-{instance}"
 
 
 def _end_and_retry(study: optuna.Study, trial) -> None:

@@ -203,7 +203,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
     if not isinstance(storage, optuna.storages.RDBStorage):
         print(f"note: {JOURNAL_NOTE}", file=sys.stderr, flush=True)
     stop = StudyStop()
-    objective = objective_fn(spec, parent, study_dir(spec.out_dir, study), instance, stop)
+    objective = objective_fn(spec, parent, study_dir(spec.out_dir, spec.study_name, instance), instance, stop)
 
     def work() -> None:
         # Each thread asks through a Study of its own: the sampler is set per trial.
