@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import harness  # noqa: E402 - before TensorFlow: it quiets TensorFlow's C++ logs
+import optuna
+from optuna.trial import TrialState
 
 ARMS = {"default": [], "random": ["sampler.name=random", "pruner.name=none", "enqueue=[]"],
         "tpe": ["pruner.name=none", "enqueue=[]"]}
@@ -65,21 +68,17 @@ def quick_epoch_seconds(bench, seconds: float = 20.0) -> float:
 
 def arm_curves(storage_url: str, study_name: str) -> dict:
     """Best-so-far against minutes and trial-epochs, and the expected best after k trials."""
-    import optuna
-    from optuna.trial import TrialState
-
     from ganstudy.stats import expected_best
     from ganstudy.study_page import trial_outcomes
 
     study = optuna.load_study(study_name=study_name, storage=storage_url)
     trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
-    start = min(t.datetime_start for t in trials)
     points, best, epochs = [], float("inf"), 0
     for t in sorted(trials, key=lambda t: t.datetime_complete):
         epochs += max(t.intermediate_values, default=0)
         if t.state == TrialState.COMPLETE:
             best = min(best, t.value)
-        points.append({"trial": t.number, "state": t.state.name, "minutes": (t.datetime_complete - start).total_seconds() / 60,
+        points.append({"trial": t.number, "state": t.state.name, "minutes": busy_minutes(trials, t.datetime_complete),
                        "trial_epochs": epochs, "best": best if best < float("inf") else None})
     values = trial_outcomes(trials)  # a pruned trial counts with its value when stopped
     expected = [dict(zip(("k", "mean", "std"), (k, *expected_best(values, k)))) for k in range(1, len(values) + 1)]
@@ -89,9 +88,23 @@ def arm_curves(storage_url: str, study_name: str) -> dict:
             "trial_epochs": epochs, "best": best, "curve": points, "expected_best": expected}
 
 
-def reached(curve: list[dict], target: float) -> float | None:
-    """Minutes until the best-so-far was at least as good as target (None: never)."""
-    return next((p["minutes"] for p in curve if p["best"] is not None and p["best"] <= target), None)
+def busy_minutes(trials: list, until) -> float:
+    """Minutes up to `until` in which at least one trial ran: the gaps between sessions do not count. A failed
+    trial counts for nothing (one that a session's end killed is failed by the next session's first worker)."""
+    spans = sorted((t.datetime_start, min(t.datetime_complete, until)) for t in trials
+                   if t.state != TrialState.FAIL and t.datetime_start < until)
+    total, end = 0.0, None
+    for a, b in spans:
+        if end is None or a > end:
+            total, end = total + (b - a).total_seconds(), b
+        elif b > end:
+            total, end = total + (b - end).total_seconds(), b
+    return total / 60
+
+
+def reached(curve: list[dict], target: float, unit: str) -> float | None:
+    """Time (in `unit`) until the best-so-far was at least as good as target (None: never)."""
+    return next((p[unit] for p in curve if p["best"] is not None and p["best"] <= target), None)
 
 
 def plot(arms: dict, out: Path) -> Path:
@@ -108,7 +121,7 @@ def plot(arms: dict, out: Path) -> Path:
         std = [e["std"] for e in a["expected_best"]]
         ax_k.plot(ks, mean, label=arm)
         ax_k.fill_between(ks, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
-    ax_min.set(xlabel="wall-clock minutes", ylabel="best fid_best so far", yscale="log")
+    ax_min.set(xlabel="wall-clock minutes (a trial running)", ylabel="best fid_best so far", yscale="log")
     ax_ep.set(xlabel="trial-epochs trained", yscale="log")
     ax_k.set(xlabel="trials k", ylabel="expected best of k (± std)", yscale="log")
     ax_min.legend(fontsize="small")
@@ -136,16 +149,26 @@ def main() -> None:
     for arm in args.arms:
         if arm == "default" and args.default_storage:
             arms[arm] = arm_curves(args.default_storage, "tiny" if args.quick else "ganstudy-default")
-        else:
+        elif STUDY_PREFIX + arm in {st.study_name for st in optuna.get_all_study_summaries(storage)}:
             arms[arm] = arm_curves(storage, STUDY_PREFIX + arm)
-    result = {"command": harness.command(), "arms": arms}
-    if "default" in arms and "random" in arms:
-        t = reached(arms["default"]["curve"], arms["random"]["best"])
-        result["default_reaches_random_best_min"] = t
-        result["default_over_random_time"] = None if t is None else t / arms["random"]["minutes"]
-        result["aim_met"] = t is not None and t <= arms["random"]["minutes"] / 2
+        else:
+            bench.log(f"arm {arm}: no study in {storage} yet")
     cal = out / "calibration.json"
-    result["calibration"] = json.loads(cal.read_text()) if cal.exists() else {}
+    calibration = json.loads(cal.read_text()) if cal.exists() else {}
+    for arm, a in arms.items():  # arms run in other sessions, on other machines: time in quick epochs too
+        seconds = [c["quick_epoch_s"] for c in calibration.get(arm, [])]
+        a["quick_epoch_s"] = statistics.median(seconds) if seconds else None
+        for point in a["curve"]:
+            point["quick_epochs"] = point["minutes"] * 60 / a["quick_epoch_s"] if seconds else None
+    result = {"command": harness.command(), "arms": arms, "calibration": calibration}
+    if "default" in arms and "random" in arms:
+        unit = "quick_epochs" if all(arms[a]["quick_epoch_s"] for a in ("default", "random")) else "minutes"
+        t = reached(arms["default"]["curve"], arms["random"]["best"], unit)
+        total = arms["random"]["curve"][-1][unit]
+        result["time_unit"] = unit
+        result["default_reaches_random_best"] = t
+        result["default_over_random_time"] = None if t is None else t / total
+        result["aim_met"] = t is not None and t <= total / 2
     result["plot"] = str(plot(arms, out))
     (out / "search_efficiency.json").write_text(json.dumps(result, indent=1))
     bench.finish({k: v for k, v in result.items() if k != "arms"} |

