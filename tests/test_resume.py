@@ -58,7 +58,7 @@ def test_a_run_killed_mid_epoch_resumes_into_the_same_run_exactly_as_if_never_ki
     assert 2 * STEPS < killed_at < 3 * STEPS, f"killed at step {killed_at}: not in epoch 3"
     assert 'model_checkpoint_path: "ckpt-2"' in (tmp_path / "killed" / "checkpoints" / "checkpoint").read_text()
     # The best generator so far is in the artifact store already: a resume on another machine keeps it.
-    assert "models/generator_best.keras" in {a.path for a in store.list_artifacts(run_id, "models")}
+    assert "checkpoints/generator_best.keras" in {a.path for a in store.list_artifacts(run_id, "checkpoints")}
 
     done = run_cli("train", *ARGS, "tracking.uri=sqlite:///killed.db", "tracking.artifact_root=killed_artifacts",
                    "resume=killed", cwd=tmp_path)

@@ -1,15 +1,18 @@
-"""`sample` exports a run's images; `detect` scores files with its discriminator and detector."""
+"""`sample` exports a run's images; `detect` scores files with its discriminator and detector; the registered
+champion is found by `models:/NAME@champion` and served by `mlflow models serve`."""
 import json
+import os
+import sys
+import urllib.request
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from scipy.special import expit
 
-from conftest import run_cli
-from ganstudy.cli import load_run_model
+from conftest import free_port, run_cli, serve
 from ganstudy.config import compose
 from ganstudy.data import load_mnist, to_model_range
-from ganstudy.evaluate import d_logits
 from ganstudy.train import train
 
 pytestmark = pytest.mark.slow  # trains models or starts interpreters
@@ -23,6 +26,17 @@ def run(tmp_path_factory):
     train(compose(["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={root}/artifacts",
                    f"run_dir={root}/run", "train.progress=none"]))
     return root / "run", store, root
+
+
+def discriminator_logits(run_dir, store):
+    """The run's discriminator itself (logits of [-1, 1] images), from inside its logged model."""
+    import mlflow
+
+    from ganstudy.mlflow_models import model_id
+
+    mlflow.set_tracking_uri(store)
+    run_id = (run_dir / "mlflow_run_id.txt").read_text()
+    return mlflow.keras.load_model(f"models:/{model_id(run_id, 'discriminator')}").get_layer("discriminator")
 
 
 def test_sample_writes_uint8_images(run):
@@ -52,10 +66,9 @@ def test_detect_scores_files_and_reports_bad_ones(run):
     assert [r["file"] for r in scored] == ["real_0.png", "real_1.png"] + [f"fake.npz[images][{i}]" for i in range(3)]
     assert {r["file"] for r in rows if "error" in r} == {"corrupt.png", "missing.png"}
     # The scores are the run's discriminator on those pixels, computed here independently.
-    disc = load_run_model(str(run_dir), store, "discriminator")
     with np.load(root / "fake.npz") as f:
         pixels = np.concatenate([real, f["images"]])
-    expected = 1 / (1 + np.exp(-d_logits(disc, to_model_range(pixels))))
+    expected = expit(discriminator_logits(run_dir, store)(to_model_range(pixels)).numpy().ravel())
     assert np.allclose([r["p_real_discriminator"] for r in scored], expected, atol=1e-3)
     assert all(r["p_real_detector"] is not None and r["verdict"] in ("real", "generated") for r in scored)
 
@@ -70,3 +83,48 @@ def test_detect_unknown_run_is_one_line(run):
     done = run_cli("detect", "--run", "no-such-run", "--tracking-uri", store, "x.png", cwd=root)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"error: --run no-such-run: no such run directory, nor a run id in {store}"
+
+
+def test_the_champion_is_found_by_its_alias_and_served(run):
+    """The run's generator and detector registered as the champion (what confirm does with the study's
+    winner): sample and detect take models:/NAME@champion, a second registration adds no version, a generator
+    given to detect is refused in one line, and `mlflow models serve` answers a POST of pixels with p_real."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from ganstudy.mlflow_models import load, register_champion
+
+    run_dir, store, root = run
+    mlflow.set_tracking_uri(store)
+    run_id = (run_dir / "mlflow_run_id.txt").read_text()
+    assert register_champion(run_id) == register_champion(run_id) == {"ganstudy-generator": "1", "ganstudy-detector": "1"}
+    assert len(MlflowClient(store).search_model_versions("name='ganstudy-detector'")) == 1
+    done = run_cli("sample", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "-n", "3",
+                   "-o", "champion.npz", cwd=root)
+    assert done.returncode == 0, done.stderr
+    with np.load(root / "champion.npz") as f:
+        images = f["images"]
+    np.savez(root / "champion_images.npz", images=images)
+    done = run_cli("detect", "--model", "models:/ganstudy-detector@champion", "--tracking-uri", store, "--json",
+                   "champion_images.npz", cwd=root)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    detector = load("models:/ganstudy-detector@champion")
+    assert np.allclose([r["p_real_model"] for r in rows], detector.predict(images.astype(np.float32), verbose=0).ravel(),
+                       atol=1e-3)
+    wrong = run_cli("detect", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "x.png", cwd=root)
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1] == (
+        "error: --model models:/ganstudy-generator@champion: is a generator, not an image scorer (detector, discriminator)")
+
+    port = free_port()
+    server = serve([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/ganstudy-detector@champion",
+                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/ping",
+                   log=root / "serve.log", env={**os.environ, "MLFLOW_TRACKING_URI": store})
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"inputs": images.tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+    finally:
+        server.kill()
+    assert np.allclose(np.ravel(answer), [r["p_real_model"] for r in rows], atol=1e-3)

@@ -22,7 +22,8 @@ def artifact_paths(client, run_id, path=None):
     return out
 
 
-def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_path):
+def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # MLflow's default 10 s outlasts the run
     made = train(compose(tiny_overrides + ["train.epochs=2"]))
     result = made.metrics
     client = MlflowClient(store)
@@ -42,9 +43,49 @@ def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_p
     assert len(client.get_metric_history(run.info.run_id, "step/d_loss")) == 4  # 8 steps an epoch, every 4
     files = set(artifact_paths(client, run.info.run_id))
     assert {"samples/epoch_0001.png", "samples/epoch_0002.png", "samples/progress.gif", "d_outputs.png",
-            "models/generator.keras", "models/discriminator.keras", "config.yaml", "checkpoints/checkpoint",
-            "checkpoints/ckpt-2.index"} <= files
+            "config.yaml", "checkpoints/checkpoint", "checkpoints/ckpt-2.index"} <= files
+    assert not [f for f in files if f.startswith("models/")]  # the networks are MLflow models, not files beside
     assert result["d_loss"] == run.data.metrics["d_loss"] and set(EPOCH_METRICS) <= set(result)
+    assert 0 < run.data.metrics["system/cpu_utilization_percentage"] and 0 < run.data.metrics["system/system_memory_usage_megabytes"]
+    check_logged_models(client, run, store)
+
+
+def logged_models(client, run) -> dict:
+    found = client.search_logged_models([run.info.experiment_id], f"source_run_id = '{run.info.run_id}'")
+    return {m.name: m for m in found}
+
+
+def check_logged_models(client, run, store):
+    """generator, generator_best, discriminator and detector: Keras-flavour MLflow models with signatures,
+    linked to the run's metrics at their epoch; the generator makes 0..255 pixels, the scorers give p_real."""
+    import mlflow
+    from scipy.special import expit
+
+    from ganstudy.data import to_model_range
+
+    models = logged_models(client, run)
+    assert set(models) == {"generator", "generator_best", "discriminator", "detector"}
+    fids = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "fid")}
+    linked = {m.key: (m.step, m.value) for m in models["generator"].metrics}
+    assert linked["fid"] == (2, fids[2]) and linked["d_loss"][0] == 2
+    best_epoch = min(fids, key=fids.get)
+    assert {m.key: (m.step, m.value) for m in models["generator_best"].metrics}["fid"] == (best_epoch, fids[best_epoch])
+    assert "detector_auc" in {m.key for m in models["detector"].metrics}
+    mlflow.set_tracking_uri(store)
+    info = mlflow.models.get_model_info(f"models:/{models['generator'].model_id}")
+    assert info.flavors.keys() >= {"keras", "python_function"}
+    assert info.signature.inputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": (-1, 100)}}]
+    assert info.signature.outputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": (-1, 28, 28)}}]
+    generator = mlflow.keras.load_model(f"models:/{models['generator'].model_id}")
+    noise = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
+    pixels = generator.predict(noise, verbose=0)
+    raw = generator.layers[1](noise).numpy()  # the run's sampler inside the wrapper: [-1, 1] (n, 28, 28, 1)
+    assert np.allclose(pixels, (raw[..., 0] + 1) * 127.5, atol=1e-3) and 0 <= pixels.min() and pixels.max() <= 255
+    scorer = mlflow.pyfunc.load_model(f"models:/{models['discriminator'].model_id}")
+    discriminator = mlflow.keras.load_model(f"models:/{models['discriminator'].model_id}").get_layer("discriminator")
+    images = np.random.default_rng(1).integers(0, 256, (5, 28, 28)).astype(np.float32)
+    expected = expit(discriminator(to_model_range(images.astype(np.uint8))).numpy().ravel())
+    assert np.allclose(np.ravel(scorer.predict(images)), expected, atol=1e-5)
 
 
 def test_grids_are_mlflow_images_and_step_losses_follow_the_calls(tiny_overrides, store, capsys):
@@ -80,8 +121,6 @@ def test_tiny_run_logs_quality_and_detection(tiny_overrides, store):
     assert run.data.metrics["real_fid"] < result["fid"]
     assert 0 <= result["detector_auc"] <= 1 and 0 <= result["d_auc"] <= 1
     assert run.data.tags["ganstudy.classifier"] == shipped_info()["hash"]
-    files = set(artifact_paths(client, run.info.run_id))
-    assert {"models/detector.keras", "models/generator_best.keras"} <= files
 
 
 def test_same_seed_repeats_the_first_epoch(tiny_overrides, tmp_path):
@@ -102,8 +141,8 @@ def test_params_are_the_values_that_ran(tiny_overrides, store):
 def test_latest_checkpoints_stay_local_and_go_when_the_run_ends(tiny_overrides, store, tmp_path):
     made = train(compose(tiny_overrides + ["train.epochs=2", "train.checkpoints=latest"]))
     files = set(artifact_paths(MlflowClient(store), made.run_id))
-    assert not [f for f in files if f.startswith("checkpoints/")]
-    assert {"models/generator.keras", "models/generator_best.keras", "samples/progress.gif"} <= files
+    assert not [f for f in files if f.startswith("checkpoints/")] and "samples/progress.gif" in files
+    assert {"generator", "generator_best"} <= set(logged_models(MlflowClient(store), MlflowClient(store).get_run(made.run_id)))
     assert not (tmp_path / "run" / "checkpoints").exists() and (tmp_path / "run" / "samples" / "epoch_0002.png").exists()
 
 
@@ -138,7 +177,7 @@ def test_best_experiment_is_the_studys_winner_and_runs(tmp_path, store):
                    "train.progress=none", f"tracking.uri={store}",
                    f"tracking.artifact_root={tmp_path}/artifacts", f"run_dir={tmp_path}/run"]
     made = train(compose(["experiment=best"] + tiny_budget))
-    assert np.isfinite(made.metrics["fid_best"]) and (tmp_path / "run" / "models" / "generator.keras").exists()
+    assert np.isfinite(made.metrics["fid_best"])
 
 
 def test_a_run_survives_its_tracking_server_stopping_for_30_seconds(tmp_path):

@@ -171,8 +171,9 @@ class EpochSummary(keras.callbacks.Callback):
 class Evaluation(keras.callbacks.Callback):
     """Every `every` epochs and after the last: quality and D-detection metrics, and the best FID so far.
 
-    The sampling generator with the best FID is kept as models/generator_best.keras (quality is not monotonic),
-    and uploaded at once when `upload` (a resume on another machine keeps it).
+    The sampling generator with the best FID is kept at `best_path` (quality is not monotonic; the run logs it
+    as the MLflow model generator_best at its end), and uploaded to checkpoints/ at once when `upload` (a resume
+    on another machine keeps it).
     """
 
     def __init__(self, evaluator, gan, every: int, last_epoch: int, log: LogOnce, best: tuple[float, int],
@@ -192,7 +193,7 @@ class Evaluation(keras.callbacks.Callback):
             self.best_path.parent.mkdir(parents=True, exist_ok=True)
             self.gan.sampler.save(self.best_path)
             if self.upload:
-                mlflow.log_artifact(str(self.best_path), "models")
+                mlflow.log_artifact(str(self.best_path), "checkpoints")
         m.update(fid_best=self.best_fid, fid_best_epoch=self.best_epoch)
         self.log(m, done)
         if not self.quiet:

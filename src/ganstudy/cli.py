@@ -1,4 +1,5 @@
-"""What the small commands (sample, detect) share: the --run / --tracking-uri options and loading a run's models."""
+"""What the small commands (sample, detect) share: the --run / --model / --tracking-uri options and loading the
+MLflow model they name."""
 from __future__ import annotations
 
 import argparse
@@ -11,24 +12,39 @@ def default_tracking_uri() -> str:
     return compose(["run_dir=unused"]).tracking.uri
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="an MLflow run id or a run directory (outputs/DATE/TIME)")
+def add_run_options(parser: argparse.ArgumentParser, model_example: str) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="an MLflow run id or a run directory (outputs/DATE/TIME)")
+    which.add_argument("--model", help=f"an MLflow model URI instead of a run, e.g. {model_example}")
     parser.add_argument("--tracking-uri", default=default_tracking_uri(),
-                        help="MLflow store holding the run (default: $MLFLOW_TRACKING_URI or %(default)s)")
+                        help="MLflow store holding the run or model (default: $MLFLOW_TRACKING_URI or %(default)s)")
 
 
-def load_run_model(run: str, tracking_uri: str, name: str, required: bool = True):
-    """A run's saved Keras model, loaded without running untrusted code (safe_mode); None if optional and absent."""
+def load_model(args: argparse.Namespace, name: str, kind: str, required: bool = True):
+    """The run's MLflow model `name` (args.run), or the model args.model names, as Keras; None if it is optional
+    and the run logged none. `kind` ("generator" or "scorer") is checked against the model's input."""
+    from mlflow.exceptions import MlflowException
+
+    from ganstudy import mlflow_models
     from ganstudy.config import ConfigError
-    from ganstudy.tracking import model_file, use_store
+    from ganstudy.tracking import find_run, use_store
 
-    use_store(tracking_uri)
+    use_store(args.tracking_uri)
+    if args.model:
+        uri, where = args.model, f"--model {args.model}"
+    else:
+        run_id, _ = find_run(args.run, key="--run ")
+        if (found := mlflow_models.model_id(run_id, name)) is None:
+            if required:
+                raise ConfigError(f"--run {args.run}: the run logged no MLflow model '{name}' (did it finish training?)")
+            return None
+        uri, where = f"models:/{found}", f"--run {args.run}"
     try:
-        path = model_file(run, name)
-    except ConfigError:
-        if required:
-            raise
-        return None
-    import keras  # only now: a bad --run is reported before TensorFlow loads
-
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+        model = mlflow_models.load(uri)
+    except (MlflowException, OSError) as err:
+        raise ConfigError(f"{where}: cannot load it ({str(err).splitlines()[0]})") from None
+    is_generator = len(model.input_shape) == 2
+    if is_generator != (kind == "generator"):
+        raise ConfigError(f"{where}: is {'a generator' if is_generator else 'an image scorer'}, not "
+                          f"{'a generator' if kind == 'generator' else 'an image scorer (detector, discriminator)'}")
+    return model

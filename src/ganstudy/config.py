@@ -91,6 +91,7 @@ class TrackingConfig:
     artifact_root: str = MISSING
     experiment: str = MISSING
     run_name: Optional[str] = MISSING
+    system_metrics: bool = MISSING
 
 
 @dataclass

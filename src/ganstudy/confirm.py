@@ -27,7 +27,8 @@ from ganstudy.tracking import Tag, cannot_resume, end_if_running, file_lock, fol
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
     """Each arm's overrides: the best trial's settings first, then its opponents."""
-    best = list(spec.base) + [f"{k}={v}" for k, v in study.best_trial.params.items()]
+    # The best arm also trains its post-hoc detector: the champion registered from it comes with one.
+    best = list(spec.base) + [f"{k}={v}" for k, v in study.best_trial.params.items()] + ["eval.detector=true"]
     return {"best": best, spec.base_name: list(spec.base), "article": list(spec.base) + list(spec.baseline)}
 
 
@@ -81,6 +82,8 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
                                              arms(study, spec), [f"train.time_budget={seconds}",
                                                                  f"train.epochs={NO_EPOCH_LIMIT}"])
     _log(client, parent_run_id, results, spec.objective)
+    if "equal_epochs" in results:
+        _register_champion(client, parent_run_id, spec.objective)
     for name, summary in _comparisons(results).items():
         print_table(summary, spec, name, results.get("time_budget"))
     from ganstudy.report import parent_hint, redraw
@@ -88,6 +91,23 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     redraw(spec, parent_run_id)
     print(f"confirm.png and confirm.json are in the study's MLflow run:\n{parent_hint(parent_run_id)}", flush=True)
     return results
+
+
+def _register_champion(client: MlflowClient, parent_run_id: str, objective: str) -> None:
+    """The best arm's best seed at equal epochs: its generator and detector registered, alias `champion`."""
+    from ganstudy.config import OBJECTIVES
+    from ganstudy.mlflow_models import CHAMPION, register_champion
+
+    exp = client.get_run(parent_run_id).info.experiment_id
+    order = "ASC" if OBJECTIVES[objective] == "minimize" else "DESC"
+    winners = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{Tag.ROLE}` = 'confirm' "
+                                        f"and tags.`{Tag.ARM}` = 'best' and tags.`{Tag.BUDGET}` = 'epochs' "
+                                        "and attributes.status = 'FINISHED'", order_by=[f"metrics.objective {order}"],
+                                 max_results=1)
+    if winners:
+        versions = register_champion(winners[0].info.run_id)
+        print(f"registered from run {winners[0].info.run_id}: " +
+              ", ".join(f"{name} version {v} (@{CHAMPION})" for name, v in versions.items()), flush=True)
 
 
 def _comparisons(results: dict) -> dict[str, dict]:
@@ -112,14 +132,16 @@ def _compare(spec: DictConfig, client: MlflowClient, parent_run_id: str, folder:
         missing += [(arm, seed, partial(_train_arm, spec, folder / key, parent_run_id, arm, overrides,
                                         {**tags, Tag.ARM: arm, Tag.SEED: seed, Tag.OVERRIDES: key}, seed))
                     for seed in range(1, spec.seeds + 1) if seed not in outcomes[arm]]
-    trained = side_by_side([task for _, _, task in missing], spec.jobs)
+    # A run's process starts the next one's while it trains, as long as a next one is left for its thread.
+    trained = side_by_side([partial(task, i + spec.jobs < len(missing)) for i, (_, _, task) in enumerate(missing)],
+                           spec.jobs)
     for (arm, seed, _), outcome in zip(missing, trained):
         outcomes[arm][seed] = outcome
     return summarize(outcomes)
 
 
 def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, overrides: list[str], tags: dict,
-               seed: int) -> tuple[dict | None, str | None]:
+               seed: int, prestart_next: bool) -> tuple[dict | None, str | None]:
     """(metrics, None) of one seed of one arm, or (None, why it failed). Its folder is claimed while it
     trains, so that confirm workers on one machine never write one run together; a run an interrupted confirm
     left there continues from its checkpoint, and a failed one (or one that cannot continue) is trained afresh
@@ -139,14 +161,14 @@ def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, ove
             print(f"\nconfirm: {arm} settings, seed {seed}, same {tags[Tag.BUDGET]}", flush=True)
             return _train(spec, parent_run_id, overrides + ([f"resume={run_dir}"] if run_id else []) + [
                 f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"], tags,
-                f"{arm} seed {seed}" if spec.jobs > 1 else "")
+                f"{arm} seed {seed}" if spec.jobs > 1 else "", prestart_next)
 
 
-def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dict, label: str):
+def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dict, label: str, prestart_next: bool):
     started = []
     try:
         result = run_isolated(overrides + share_of_cores(spec.jobs), parent_run_id=parent_run_id, tags=tags,
-                              on_start=started.append, prestart_next=True, label=label)
+                              on_start=started.append, prestart_next=prestart_next, label=label)
         value = result.metrics.get(spec.objective, float("nan"))
         if not math.isfinite(value):
             raise RuntimeError(f"{spec.objective} is {value}")

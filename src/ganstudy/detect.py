@@ -1,5 +1,5 @@
-"""Score image files with a run's discriminator (and its post-hoc detector):
-`python -m ganstudy.detect --run RUN FILES... [--json]`."""
+"""Score image files with a run's discriminator (and its post-hoc detector), or with one registered model:
+`python -m ganstudy.detect --run RUN FILES... [--json]`, or `--model models:/ganstudy-detector@champion`."""
 from __future__ import annotations
 
 import argparse
@@ -10,13 +10,13 @@ from typing import Iterator
 
 import numpy as np
 
-from ganstudy.cli import add_run_options, load_run_model
+from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ganstudy.detect", description=__doc__.split(":")[0])
-    add_run_options(p)
+    add_run_options(p, "models:/ganstudy-detector@champion")
     p.add_argument("files", nargs="+", type=Path,
                    help="PNG/JPEG images (grey, or turned grey and resized to 28x28) or .npz arrays of images")
     p.add_argument("--json", action="store_true", help="one JSON object per image, per line")
@@ -51,11 +51,12 @@ def read_images(path: Path) -> Iterator[tuple[str, np.ndarray]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     with exit_on_config_error():
-        discriminator = load_run_model(args.run, args.tracking_uri, "discriminator")
-        detector = load_run_model(args.run, args.tracking_uri, "detector", required=False)
-    from ganstudy.data import to_model_range
-    from ganstudy.evaluate import d_logits
-
+        if args.model:
+            scorers = {"model": load_model(args, "", "scorer")}
+        else:
+            scorers = {"discriminator": load_model(args, "discriminator", "scorer"),
+                       "detector": load_model(args, "detector", "scorer", required=False)}
+    verdict_by = "detector" if scorers.get("detector") is not None else next(iter(scorers))
     failed = 0
     for path in args.files:
         try:
@@ -66,19 +67,17 @@ def main(argv=None) -> int:
             print(json.dumps({"file": str(path), "error": message}) if args.json else f"{path}: error: {message}",
                   file=sys.stdout if args.json else sys.stderr, flush=True)
             continue
-        x = to_model_range(np.stack(images))
-        p_d = 1 / (1 + np.exp(-d_logits(discriminator, x)))
-        p_det = 1 / (1 + np.exp(-d_logits(detector, x))) if detector is not None else None
+        pixels = np.stack(images).astype(np.float32)
+        p_real = {name: None if model is None else model.predict(pixels, batch_size=500, verbose=0).ravel()
+                  for name, model in scorers.items()}
         for i, name in enumerate(names):
-            p = float(p_det[i] if p_det is not None else p_d[i])
-            row = {"file": name, "p_real_discriminator": round(float(p_d[i]), 4),
-                   "p_real_detector": None if p_det is None else round(float(p_det[i]), 4),
-                   "verdict": "real" if p >= args.threshold else "generated"}
+            row = {"file": name, **{f"p_real_{k}": None if p is None else round(float(p[i]), 4) for k, p in p_real.items()},
+                   "verdict": "real" if p_real[verdict_by][i] >= args.threshold else "generated"}
             if args.json:
                 print(json.dumps(row))
             else:
-                det = "" if p_det is None else f"  detector {row['p_real_detector']:.3f}"
-                print(f"{name}  p_real: discriminator {row['p_real_discriminator']:.3f}{det}  -> {row['verdict']}")
+                scores = "  ".join(f"{k} {p[i]:.3f}" for k, p in p_real.items() if p is not None)
+                print(f"{name}  p_real: {scores}  -> {row['verdict']}")
     return 1 if failed else 0
 
 

@@ -84,9 +84,14 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
     client = MlflowClient()
     complete = _finished(study)
     states = [t.state for t in study.get_trials(deepcopy=False)]
+    from ganstudy.study_page import trial_cost
+
+    costs = [trial_cost(t) for t in study.get_trials(deepcopy=False)]
+    spent = {"trial_epochs": sum(e for e, _ in costs), "trial_minutes": sum(m for _, m in costs if m is not None)}
     client.log_batch(parent_run_id, metrics=[
-        mlflow.entities.Metric(f"n_{s.name.lower()}", states.count(s), _now(), len(states))
-        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)])
+        mlflow.entities.Metric(key, value, _now(), len(states)) for key, value in
+        [*((f"n_{s.name.lower()}", states.count(s)) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)),
+         *spent.items()]])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "trials.csv").write_text(mask(study.trials_dataframe().to_csv(index=False)))

@@ -1,4 +1,5 @@
-"""Export images from a run's generator: `python -m ganstudy.sample --run RUN -n 1000 -o samples.npz [--png DIR]`."""
+"""Export images from a run's generator (or a registered one): `python -m ganstudy.sample --run RUN -n 1000 -o samples.npz
+[--png DIR]`, or `--model models:/ganstudy-generator@champion` instead of `--run RUN`."""
 from __future__ import annotations
 
 import argparse
@@ -7,19 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ganstudy.cli import add_run_options, load_run_model
+from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ganstudy.sample", description=__doc__.split(":")[0])
-    add_run_options(p)
+    add_run_options(p, "models:/ganstudy-generator@champion")
     p.add_argument("-n", type=int, default=1000, help="how many images (default %(default)s)")
     p.add_argument("-o", "--out", type=Path, default=Path("samples.npz"),
                    help="the .npz to write: 'images', uint8 (n, 28, 28) (default %(default)s)")
     p.add_argument("--png", type=Path, help="also write one PNG per image into this folder")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
-    p.add_argument("--best", action="store_true", help="use the generator with the best FID, not the final one")
+    p.add_argument("--best", action="store_true", help="with --run: the generator with the best FID, not the final one")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"-n {args.n}: must be an integer >= 1")
@@ -29,13 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     with exit_on_config_error():
-        generator = load_run_model(args.run, args.tracking_uri, "generator_best" if args.best else "generator")
+        generator = load_model(args, "generator_best" if args.best else "generator", "generator")
     import imageio.v3 as iio
 
-    from ganstudy.data import to_uint8
-    from ganstudy.evaluate import generate
-
-    images = to_uint8(generate(generator, args.n, args.seed))
+    noise = np.random.default_rng(args.seed).standard_normal((args.n, generator.input_shape[-1])).astype(np.float32)
+    images = np.clip(np.rint(generator.predict(noise, batch_size=500, verbose=0)), 0, 255).astype(np.uint8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, images=images)
     print(f"wrote {len(images)} images, uint8 {images.shape[1:]} in 'images', to {args.out}")

@@ -35,6 +35,7 @@ def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, 
         if complete:
             parts.append(_best(complete[0], objective))
         parts.append(_confirm(client, parent_run_id, Path(tmp)))
+        parts.append(_cost(trials, objective))
         top = complete[:TOP]
         if top:
             parts.append(_side_by_side(client, top, objective, Path(tmp)))
@@ -78,6 +79,29 @@ def _counts(trials: list) -> str:
         minutes = (max(t.datetime_complete for t in ended) - min(t.datetime_start for t in trials if t.datetime_start))
         wall = f"; first trial start to last trial end: {minutes.total_seconds() / 60:.0f} min"
     return f"<p>{len(trials)} trials ({counts}){wall}.</p>"
+
+
+def trial_cost(trial) -> tuple[int, float | None]:
+    """(epochs trained, wall minutes) of a trial; epochs as its reports say (a failed one's may be fewer)."""
+    epochs = max(trial.intermediate_values, default=0)
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return epochs, None
+    return epochs, (trial.datetime_complete - trial.datetime_start).total_seconds() / 60
+
+
+def _cost(trials: list, objective: str) -> str:
+    """Each trial's state, value, epochs and minutes, and their sums: what the study spent on what."""
+    costs = [trial_cost(t) for t in trials]
+    rows = "".join(
+        f"<tr><td class='num'>{t.number}</td><td>{t.state.name.lower()}</td>"
+        f"<td class='num'>{'' if t.value is None else f'{t.value:.4g}'}</td><td class='num'>{epochs}</td>"
+        f"<td class='num'>{'' if minutes is None else f'{minutes:.1f}'}</td></tr>"
+        for t, (epochs, minutes) in zip(trials, costs))
+    total_minutes = sum(m for _, m in costs if m is not None)
+    return (f"<h2>What the study cost</h2><p>{sum(e for e, _ in costs)} trial-epochs, {total_minutes:.0f} trial-minutes "
+            f"(trials side by side overlap in wall time).</p><details><summary>every trial</summary><table>"
+            f"<tr><th>trial</th><th>state</th><th>{_e(objective)}</th><th>epochs</th><th>minutes</th></tr>{rows}"
+            "</table></details>")
 
 
 def _best(best, objective: str) -> str:

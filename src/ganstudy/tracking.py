@@ -172,7 +172,7 @@ def _own_folder(folder: str | None, run_id: str) -> Path | None:
 
 def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
     """(run id to continue or None, run folder) for `cfg.resume`; a run from another machine brings its
-    checkpoints, grids and models from the artifact store. Settings must match the run's, and the run must
+    checkpoints (with the best generator so far) and grids from the artifact store. Settings must match the run's, and the run must
     be able to continue exactly: from a checkpoint, or from its start if it logged no epoch yet."""
     run_dir = Path(cfg.run_dir)
     if not cfg.resume:
@@ -190,7 +190,7 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
         raise ConfigError(f"resume={cfg.resume}: {why}")
     if found_dir is not None:
         return run_id, found_dir
-    for folder in ("checkpoints", "samples", "models"):
+    for folder in ("checkpoints", "samples"):
         download_dir(run_id, folder, run_dir)
     return run_id, run_dir
 
@@ -257,14 +257,3 @@ def best_value(run_id: str, metric: str, until_step: int) -> tuple[float, int]:
     """(lowest value, its step) of a metric over steps <= until_step; (inf, 0) when there is none."""
     points = [(v, s) for s, v in metric_series(run_id, metric) if s <= until_step]
     return min(points, default=(float("inf"), 0))
-
-
-def model_file(run: str, name: str) -> Path:
-    """models/<name>.keras of a run (a run directory or run id), from its folder or else the artifact store."""
-    run_id, run_dir = find_run(run, key="--run ")
-    if run_dir is not None and (run_dir / "models" / f"{name}.keras").exists():
-        return run_dir / "models" / f"{name}.keras"
-    try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"models/{name}.keras"))
-    except (MlflowException, OSError):
-        raise ConfigError(f"--run {run}: the run has no models/{name}.keras (did it finish training?)") from None

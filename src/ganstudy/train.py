@@ -19,6 +19,9 @@ OnEval = Callable[[int, dict], bool]
 OnStart = Callable[[str], None]
 
 
+BEST_GENERATOR_FILE = "generator_best.keras"  # in checkpoints/: the best FID's sampler so far, for a resume
+
+
 class Diverged(RuntimeError):
     """The losses stopped being finite: training stopped at that batch and the MLflow run ended FAILED."""
 
@@ -146,7 +149,8 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
         manager, epoch_var = _restore(gan, cfg, run_dir, resuming=run_id is not None)
         run_dir.mkdir(parents=True, exist_ok=True)
         with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=mlflow.active_run() is not None,
-                              parent_run_id=None if run_id else parent_run_id) as run:
+                              parent_run_id=None if run_id else parent_run_id,
+                              log_system_metrics=cfg.tracking.system_metrics) as run:
             on_start, on_eval = hooks
             if on_start:
                 on_start(run.info.run_id)
@@ -201,7 +205,7 @@ def _train_epochs(cfg, gan, data: _Data, run_id, run_dir: Path, manager, epoch_v
                  cb.MlflowMetrics(data.steps, t.log_every_steps, log),
                  cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", tracking.last_image_step(run_id, "samples")),
                  cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, log, best,
-                               run_dir / "models" / "generator_best.keras", on_eval, quiet, upload),
+                               run_dir / "checkpoints" / BEST_GENERATOR_FILE, on_eval, quiet, upload),
                  cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs, upload)]
     if not quiet:
         callbacks.append(cb.EpochSummary(t.epochs))
@@ -217,11 +221,13 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
     """After the last epoch: the detector, the pictures and models; a diverged run is tagged and raises."""
     import mlflow
 
+    from ganstudy import tracking
     from ganstudy.tracking import Tag
 
+    epoch = max((step for step, _ in tracking.metric_series(run_id, "d_loss")), default=0)  # the last one trained
     if stopper.diverged_at is None and cfg.eval.detector:
-        _fit_detector(gan.sampler, data.train_images, evaluator, cfg.eval.detector_epochs, cfg.train.seed, run_dir)
-    _log_outputs(run_id, gan, run_dir)
+        _fit_detector(gan.sampler, data.train_images, evaluator, cfg.eval.detector_epochs, cfg.train.seed, epoch)
+    _log_outputs(run_id, gan, run_dir, epoch)
     if cfg.train.checkpoints == "latest":  # only a resume of a running run needed it
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if stopper.diverged_at is not None:
@@ -237,36 +243,41 @@ def _final_metrics(run_id: str) -> dict:
     return {k: v for k, v in last_values(run_id).items() if "/" not in k}
 
 
-def _fit_detector(generator, train_images, evaluator, epochs: int, seed: int, run_dir: Path) -> None:
-    """How detectable this generator's images are to a CNN trained for it: detector_auc (lower is better)."""
+def _fit_detector(generator, train_images, evaluator, epochs: int, seed: int, epoch: int) -> None:
+    """How detectable this generator's images are to a CNN trained for it: detector_auc (lower is better); the
+    CNN is logged as the run's MLflow model `detector`."""
     import mlflow
 
+    from ganstudy import mlflow_models
     from ganstudy.data import to_model_range
     from ganstudy.detector import train_detector
 
     model, auc = train_detector(generator, to_model_range(train_images[:5000]), evaluator.heldout, epochs, seed)
-    (run_dir / "models").mkdir(exist_ok=True)
-    model.save(run_dir / "models" / "detector.keras")
-    mlflow.log_metric("detector_auc", auc)
+    mlflow.log_metric("detector_auc", auc, step=epoch)
+    mlflow_models.log(mlflow_models.pixel_scorer(model), mlflow_models.DETECTOR, epoch)
 
 
-def _log_outputs(run_id, gan, run_dir: Path) -> None:
-    """The end of a run: the progression GIF, the D-output plot and the final G (the sampler) and D."""
+def _log_outputs(run_id, gan, run_dir: Path, epoch: int) -> None:
+    """The end of a run: the progression GIF, the D-output plot, and the final G (the sampler), the best G and D
+    as MLflow models."""
+    import keras
     import mlflow
 
+    from ganstudy import mlflow_models, tracking
     from ganstudy.images import make_gif, plot_d_outputs
-    from ganstudy.tracking import metric_series
 
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
     if frames:
         mlflow.log_artifact(str(make_gif(frames, run_dir / "samples" / "progress.gif")), "samples")
-    plot = plot_d_outputs(metric_series(run_id, "d_real"), metric_series(run_id, "d_fake"), run_dir / "d_outputs.png")
+    plot = plot_d_outputs(tracking.metric_series(run_id, "d_real"), tracking.metric_series(run_id, "d_fake"),
+                          run_dir / "d_outputs.png")
     mlflow.log_artifact(str(plot))
-    models = run_dir / "models"
-    models.mkdir(exist_ok=True)
-    gan.sampler.save(models / "generator.keras")
-    gan.discriminator.save(models / "discriminator.keras")
-    mlflow.log_artifacts(str(models), "models")
+    mm = mlflow_models
+    mm.log(mm.pixel_generator(gan.sampler), mm.GENERATOR, epoch)
+    mm.log(mm.pixel_scorer(gan.discriminator), mm.DISCRIMINATOR, epoch)
+    best, best_epoch = run_dir / "checkpoints" / BEST_GENERATOR_FILE, tracking.best_value(run_id, "fid", epoch)[1]
+    if best.exists():
+        mm.log(mm.pixel_generator(keras.models.load_model(best, compile=False)), mm.GENERATOR_BEST, best_epoch)
 
 
 def _print_where(run, run_dir: Path, uri: str) -> None:
