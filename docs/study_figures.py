@@ -6,8 +6,8 @@
 Writes the confirm arms' sample grids at one epoch side by side (seed 1 of each arm), the confirm table and plot,
 Optuna's plots (PNG, from the study's MLflow parent run) and best.json, and prints the study's wall time
 (first trial start to last trial end), trial counts, best trial, parameter importances and the confirm
-table as JSON, then the trials as a markdown table. `--experiment conf/experiment/best.yaml` also writes the best trial as a Hydra experiment:
-experiment=quick's settings with the best trial's values.
+table as JSON, then the trials as a markdown table. (`python -m ganstudy.best_experiment` writes the best trial
+as conf/experiment/best.yaml.)
 """
 from __future__ import annotations
 
@@ -53,33 +53,6 @@ def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
     return arms
 
 
-def experiment_yaml(params: dict, value: float, study_name: str, trial_epochs: int) -> str:
-    """A `# @package _global_` experiment: quick's budget and settings, with the best trial's values."""
-    from omegaconf import OmegaConf
-
-    from ganstudy.config import compose
-
-    quick = compose(["experiment=quick", "run_dir=unused"])
-    tree = {"optimizer": {"beta1": quick.optimizer.beta1},
-            "train": {"epochs": quick.train.epochs, "batch_size": quick.train.batch_size,
-                      "steps_per_execution": quick.train.steps_per_execution}}
-    for key, v in params.items():
-        if key != "optimizer":
-            _set(tree, key, v)
-    header = (f"# @package _global_\n# The winner of study {study_name} (docs/study.md): fid_best {value:.1f} in its "
-              f"{trial_epochs}-epoch trial;\n# here at experiment=quick's budget (20 epochs on the 5k subset). "
-              "Written by docs/study_figures.py.\n")
-    group = f"defaults:\n  - override /optimizer: {params['optimizer']}\n" if "optimizer" in params else ""
-    return header + group + OmegaConf.to_yaml(OmegaConf.create(tree))
-
-
-def _set(tree: dict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
-
-
 def study_summary(study) -> dict:
     import optuna
     from optuna.trial import TrialState
@@ -122,7 +95,6 @@ def main() -> None:
     ap.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
     ap.add_argument("--out", type=Path, default=Path("docs/study"))
     ap.add_argument("--epoch", type=int, default=20)
-    ap.add_argument("--experiment", type=Path, help="also write the best trial as this Hydra experiment file")
     args = ap.parse_args()
 
     import mlflow
@@ -147,9 +119,6 @@ def main() -> None:
             shutil.copy(png, args.out)
     best = {"trial": study.best_trial.number, "value": study.best_value, "params": study.best_params}
     (args.out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
-    if args.experiment:
-        args.experiment.write_text(experiment_yaml(study.best_params, study.best_value, args.study,
-                                                   max(study.best_trial.intermediate_values)))
     print(json.dumps(summary, default=str, indent=1))
     print(trials_table(study))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -480,3 +481,26 @@ def test_trials_asked_at_the_same_moment_get_settings_of_their_own(tmp_path, sam
         reference = optuna.create_study(sampler=(optuna.samplers.RandomSampler if sampler == "random" else
                                                  optuna.samplers.TPESampler)(seed=spec.sampler.seed + trial.number))
         assert sweep_spec.suggest(reference.ask(), spec.space) == got
+
+
+@pytest.mark.slow
+def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_study):
+    """`python -m ganstudy.best_experiment` writes the study's best trial as a Hydra experiment, which
+    `python -m ganstudy.train --config-dir conf experiment=NAME` composes with the trial's values."""
+    from conftest import run_cli
+
+    study = load(tiny_study)
+    out = tiny_study / "conf" / "experiment" / "tiny_best.yaml"
+    done = run_cli("best_experiment", *sweep_args(tiny_study), f"out={out}", cwd=tiny_study)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote trial {study.best_trial.number} (fid_best {study.best_value:.4g}) to {out}"
+    job = run_cli("train", "--config-dir", str(tiny_study / "conf"), "experiment=tiny_best", "--cfg", "job",
+                  cwd=tiny_study)
+    assert job.returncode == 0, job.stderr
+    cfg = OmegaConf.create(job.stdout)
+    for key, value in study.best_params.items():
+        assert OmegaConf.select(cfg, "optimizer.name" if key == "optimizer" else key) == value, key
+    assert cfg.train.epochs == 2  # the study's base budget (its trials trained 3)
+    missing = run_cli("best_experiment", *sweep_args(tiny_study), "study_name=nope", cwd=tiny_study)
+    assert missing.returncode == 2 and missing.stderr.strip().endswith(
+        f"error: study_name=nope: no such study in sqlite:///{tiny_study}/optuna.db")

@@ -6,6 +6,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -168,20 +169,21 @@ def check_objective(objective: str, cfg: DictConfig, direction: str) -> None:
            "a metric the runs log (detector_auc needs eval.detector=true in base)")
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group, read from the packaged conf/ folder."""
-    folder = resources.files("ganstudy.conf") / group
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+def group_options(group: str, config_dirs: list[str] = ()) -> list[str]:
+    """The options of a config group: the packaged conf/ folder's, and those of extra config dirs
+    (`--config-dir`) that hold the group."""
+    folders = [resources.files("ganstudy.conf") / group, *(Path(d) / group for d in config_dirs)]
+    return sorted({p.name[: -len(".yaml")] for f in folders if f.is_dir() for p in f.iterdir() if p.name.endswith(".yaml")})
 
 
-def check_group_choices(overrides: list[str]) -> None:
+def check_group_choices(overrides: list[str], config_dirs: list[str] = ()) -> None:
     """Reject `group=unknown` on the command line with one line, before Hydra's longer report."""
     groups = [p.name for p in resources.files("ganstudy.conf").iterdir() if p.is_dir() and not p.name.startswith("_")]
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         if not sep or key not in groups or value in ("null", ""):
             continue
-        options = group_options(key)
+        options = group_options(key, config_dirs)
         _check(value in options, key, shlex.quote(value), "one of " + ", ".join(options))
 
 

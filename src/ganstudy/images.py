@@ -35,13 +35,11 @@ def make_gif(frames: list[Path], out: Path, seconds_per_frame: float = 0.25) -> 
 
 def plot_d_outputs(d_real: list[tuple[int, float]], d_fake: list[tuple[int, float]], out: Path) -> Path:
     """Mean D(x) and D(G(z)) per epoch with the 0.5 the article expects both to approach."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for series, label in ((d_real, "D(x), real"), (d_fake, "D(G(z)), generated")):
         ax.plot([s for s, _ in series], [v for _, v in series], marker="o", markersize=3, label=label)
     ax.axhline(0.5, color="grey", linestyle="--", label="0.5: D cannot tell")
@@ -50,5 +48,4 @@ def plot_d_outputs(d_real: list[tuple[int, float]], d_fake: list[tuple[int, floa
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out

@@ -74,10 +74,11 @@ def model_id(run_id: str, name: str) -> str | None:
 
 
 def load(uri: str):
-    """A logged model as Keras (`models:/ID`, `models:/NAME@ALIAS`, `models:/NAME/VERSION`)."""
+    """A logged model as Keras (`models:/ID`, `models:/NAME@ALIAS`, `models:/NAME/VERSION`), loaded without
+    running code from the file (Keras safe_mode)."""
     import mlflow.keras
 
-    return mlflow.keras.load_model(uri)
+    return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True, "compile": False})
 
 
 def register_champion(run_id: str) -> dict[str, str]:

@@ -161,7 +161,8 @@ def _now() -> int:
 
 def _plots(study: optuna.Study, folder: Path) -> None:
     """Optuna's study plots as interactive HTML (plotly) and PNG (matplotlib); a plot the study cannot
-    draw yet (too few trials) is skipped."""
+    draw yet (too few trials) is skipped. Optuna draws its matplotlib plots with pyplot: this runs in the
+    plotting process of its own (_draw_plots), whose pyplot state nothing else shares."""
     import matplotlib
 
     matplotlib.use("Agg")

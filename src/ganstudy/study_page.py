@@ -201,12 +201,10 @@ def _expected_best(values: list[float], minimize: bool, objective: str, out: Pat
 
 
 def _d_curves(top: list, out: Path) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig = Figure(figsize=(7, 3.8))
+    ax = fig.subplots()
     for i, t in enumerate(top):
         run_id = t.user_attrs.get("mlflow_run_id")
         for metric, style in (("d_real", "-"), ("d_fake", "--")):
@@ -218,5 +216,4 @@ def _d_curves(top: list, out: Path) -> Path:
     ax.legend(fontsize="x-small", ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out

@@ -299,8 +299,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Command line: check group choices first (Hydra's own report is long), then compose and train."""
+    args = sys.argv[1:]
+    config_dirs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config-dir", "-cd")]
+    config_dirs += [a.split("=", 1)[1] for a in args if a.startswith("--config-dir=")]
     with exit_on_config_error():
-        check_group_choices(sys.argv[1:])
+        check_group_choices(args, config_dirs)
     _hydra_main()
 
 

@@ -1,0 +1,75 @@
+"""Write a study's best trial as a Hydra experiment: the base run's settings and budget with the trial's values.
+
+    python -m ganstudy.best_experiment [sweep=default] [storage=URL] [study_name=NAME] [out=conf/experiment/best.yaml]
+
+The study is the one `python -m ganstudy.sweep` ran with the same sweep file and overrides. From a clone, the
+default out= replaces the shipped `experiment=best`; elsewhere, train the file with
+`python -m ganstudy.train --config-dir conf experiment=best`.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ganstudy.config import ConfigError, exit_on_config_error
+
+DEFAULT_OUT = "conf/experiment/best.yaml"
+
+
+def experiment_yaml(params: dict, value: float, spec) -> str:
+    """A `# @package _global_` experiment: the sweep's base settings (e.g. experiment=quick's budget) with the
+    best trial's values."""
+    from omegaconf import OmegaConf
+
+    from ganstudy.config import compose
+
+    base = compose(list(spec.base) + ["run_dir=unused"])
+    tree = {"optimizer": {"beta1": base.optimizer.beta1},
+            "train": {"epochs": base.train.epochs, "batch_size": base.train.batch_size,
+                      "steps_per_execution": base.train.steps_per_execution}}
+    for key, v in params.items():
+        if key != "optimizer":
+            _set(tree, key, v)
+    header = (f"# @package _global_\n# The best trial of study {spec.study_name}: {spec.objective} {value:.4g} at its "
+              f"trial budget;\n# here at the budget of the study's base ({' '.join(spec.base)}).\n"
+              "# Written by python -m ganstudy.best_experiment.\n")
+    group = f"defaults:\n  - override /optimizer: {params['optimizer']}\n" if "optimizer" in params else ""
+    return header + group + OmegaConf.to_yaml(OmegaConf.create(tree))
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def main(argv: list[str] | None = None) -> None:
+    import optuna
+
+    from ganstudy import sweep_spec
+    from ganstudy.storage import DEFAULT_STORAGE, make_storage
+    from ganstudy.sweep import parse_argv
+
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip())
+        return
+    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), DEFAULT_OUT))
+    with exit_on_config_error():
+        spec = sweep_spec.load(*parse_argv([a for a in argv if not a.startswith("out=")]))
+        url = spec.storage or DEFAULT_STORAGE
+        try:
+            study = optuna.load_study(study_name=spec.study_name, storage=make_storage(url))
+        except KeyError:
+            raise ConfigError(f"study_name={spec.study_name}: no such study in {url}") from None
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            raise ConfigError(f"study {spec.study_name}: no complete trial yet")
+        best = study.best_trial
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(experiment_yaml(best.params, best.value, spec))
+    print(f"wrote trial {best.number} ({spec.objective} {best.value:.4g}) to {out}")
+
+
+if __name__ == "__main__":
+    main()
