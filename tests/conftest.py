@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,25 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.xdist_group("tiny_study"))
         elif item.module.__name__ in SHARED_FIXTURE_MODULES:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, set up once per test process: setting one up runs MLflow's schema
+    migrations, a commit each (seconds, mostly waiting for the disk)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def empty_store(request, store_template) -> None:
+    """Every test's tmp_path starts with an empty MLflow store at mlflow.db, a copy of the template. (The
+    README's commands on a fresh folder, tests/test_cli.py, still set a store up from nothing.)"""
+    if "tmp_path" in request.fixturenames:
+        shutil.copy(store_template, request.getfixturevalue("tmp_path") / "mlflow.db")
 
 
 @pytest.fixture
@@ -109,9 +129,10 @@ def load(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory):
+def tiny_study(tmp_path_factory, store_template):
     """The tiny sweep, run once to its end: its folder, with what the command printed in sweep.log."""
     tmp_path = tmp_path_factory.mktemp("tiny_study")
+    shutil.copy(store_template, tmp_path / "mlflow.db")
     proc = start(tmp_path, sweep_args(tmp_path))
     out, _ = proc.communicate(timeout=600)
     (tmp_path / "sweep.log").write_text(out)

@@ -32,8 +32,9 @@ def last_step(db: Path, key: str) -> int:
 
 
 def history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of the run but MLflow's system/* (the machine's CPU and memory, not the run's)."""
     return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
-            for k in client.get_run(run_id).data.metrics}
+            for k in client.get_run(run_id).data.metrics if not k.startswith("system/")}
 
 
 def test_a_run_killed_mid_epoch_resumes_into_the_same_run_exactly_as_if_never_killed(tmp_path):

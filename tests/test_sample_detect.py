@@ -2,6 +2,7 @@
 champion is found by `models:/NAME@champion` and served by `mlflow models serve`."""
 import json
 import os
+import shutil
 import sys
 import urllib.request
 
@@ -19,9 +20,10 @@ pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, store_template):
     """One finished tiny run: (its folder, its store, the working folder)."""
     root = tmp_path_factory.mktemp("detect")
+    shutil.copy(store_template, root / "mlflow.db")
     store = f"sqlite:///{root}/mlflow.db"
     train(compose(["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={root}/artifacts",
                    f"run_dir={root}/run", "train.progress=none"]))

@@ -18,6 +18,8 @@ from ganstudy.redact import mask
 
 PARENT_ATTR = "mlflow_parent_run_id"
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice", "intermediate_values")
+# Also drawn as PNG: the study page shows the first three, docs/study.md the slice plot.
+PNG_PLOTS = ("optimization_history", "param_importances", "intermediate_values", "slice")
 
 
 def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg, instance: str) -> str:
@@ -160,9 +162,9 @@ def _now() -> int:
 
 
 def _plots(study: optuna.Study, folder: Path) -> None:
-    """Optuna's study plots as interactive HTML (plotly) and PNG (matplotlib); a plot the study cannot
-    draw yet (too few trials) is skipped. Optuna draws its matplotlib plots with pyplot: this runs in the
-    plotting process of its own (_draw_plots), whose pyplot state nothing else shares."""
+    """Optuna's study plots as interactive HTML (plotly), and PNG_PLOTS as PNG too (matplotlib);
+    a plot the study cannot draw yet (too few trials) is skipped. Optuna draws its matplotlib plots with
+    pyplot: this runs in the plotting process of its own (_draw_plots), whose pyplot state nothing else shares."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,14 +174,22 @@ def _plots(study: optuna.Study, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     for name in PLOTS:
+        if name == "param_importances" and complete < 2:
+            continue  # fANOVA needs two complete trials (and importing it takes seconds)
         try:
             with warnings.catch_warnings():  # few-trial studies make matplotlib and Optuna complain
                 warnings.simplefilter("ignore", UserWarning)
                 # plotly.js is written once beside the pages, not taken from a CDN: they work offline.
                 getattr(vis, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="directory")
+                if name not in PNG_PLOTS:
+                    continue
                 result = getattr(vis_mpl, f"plot_{name}")(study)
-            fig = (result.flat[0] if hasattr(result, "flat") else result).figure
+            ax = result.flat[0] if hasattr(result, "flat") else result
+            if name == "intermediate_values" and ax.get_legend() is not None:
+                ax.get_legend().remove()  # one entry per trial would cover the curves; the HTML plot names them
+            fig = ax.figure
             fig.savefig(folder / f"{name}.png", dpi=90, bbox_inches="tight")
             plt.close("all")
         except (ValueError, RuntimeError, ZeroDivisionError):
