@@ -102,6 +102,38 @@ def busy_minutes(trials: list, until) -> float:
     return total / 60
 
 
+def replay_halving(storage_url: str, study_name: str,
+                   settings=((2, 3), (2, 4), (2, 2), (4, 3), (2, 6))) -> list[dict]:
+    """Successive halving replayed on an unpruned arm's learning curves, trials in their order: at each rung
+    a trial goes on if its value is among the best 1/reduction_factor of those seen at that rung so far
+    (Optuna's promotion rule, approximated). Per setting: the rungs, the trial-epochs it would have spent and
+    the best value it would have kept, against the arm's own."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    curves = [t.intermediate_values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    max_epochs = max((max(c) for c in curves), default=0)  # the trials' budget
+    out = []
+    for min_resource, factor in settings:
+        rungs = [min_resource * factor ** i for i in range(max_epochs) if min_resource * factor ** i < max_epochs]
+        seen: dict[int, list[float]] = {r: [] for r in rungs}
+        spent, kept = 0, []
+        for curve in curves:
+            stop = None
+            for rung in rungs:
+                value = min(v for step, v in curve.items() if step <= rung)
+                seen[rung].append(value)
+                ranked = sorted(seen[rung])
+                if len(ranked) > 1 and value > ranked[max(1, len(ranked) // factor) - 1]:
+                    stop = rung
+                    break
+            spent += stop or max_epochs
+            if stop is None:
+                kept.append(min(curve.values()))
+        out.append({"min_resource": min_resource, "reduction_factor": factor, "rungs": rungs,
+                    "trial_epochs": spent, "of": max_epochs * len(curves), "best": min(kept, default=None),
+                    "arm_best": min((min(c.values()) for c in curves), default=None)})
+    return out
+
+
 def reached(curve: list[dict], target: float, unit: str) -> float | None:
     """Time (in `unit`) until the best-so-far was at least as good as target (None: never)."""
     return next((p[unit] for p in curve if p["best"] is not None and p["best"] <= target), None)
@@ -161,6 +193,8 @@ def main() -> None:
         for point in a["curve"]:
             point["quick_epochs"] = point["minutes"] * 60 / a["quick_epoch_s"] if seconds else None
     result = {"command": harness.command(), "arms": arms, "calibration": calibration}
+    if "random" in arms:  # what pruning would have saved on random search's curves
+        result["halving_replay_on_random"] = replay_halving(storage, STUDY_PREFIX + "random")
     if "default" in arms and "random" in arms:
         unit = "quick_epochs" if all(arms[a]["quick_epoch_s"] for a in ("default", "random")) else "minutes"
         t = reached(arms["default"]["curve"], arms["random"]["best"], unit)
