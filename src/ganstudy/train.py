@@ -222,7 +222,6 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
     import mlflow
 
     from ganstudy import tracking
-    from ganstudy.tracking import Tag
 
     epoch = max((step for step, _ in tracking.metric_series(run_id, "d_loss")), default=0)  # the last one trained
     if stopper.diverged_at is None and cfg.eval.detector:
@@ -232,7 +231,7 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if stopper.diverged_at is not None:
         epoch, batch = stopper.diverged_at
-        mlflow.set_tags({Tag.DIVERGED: "true", Tag.DIVERGED_AT: f"epoch {epoch}, batch {batch}"})
+        mlflow.set_tags({tracking.Tag.DIVERGED: "true", tracking.Tag.DIVERGED_AT: f"epoch {epoch}, batch {batch}"})
         raise Diverged(f"run {run_id} diverged at epoch {epoch}, batch {batch}: the losses are no longer finite "
                        "(NaN/inf); try a lower learning rate")
 
