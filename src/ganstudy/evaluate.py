@@ -13,7 +13,8 @@ REFERENCE_IMAGES = 10_000
 
 
 def generate(generator, n: int, seed: int, batch_size: int = 500) -> np.ndarray:
-    """n images in [-1, 1], (n, 28, 28, 1), from seeded normal noise."""
+    """n images from seeded normal noise: in [-1, 1], (n, 28, 28, 1) from a training generator; pixel values
+    0..255, (n, 28, 28) from a logged one (mlflow_models.pixel_generator)."""
     noise = np.random.default_rng(seed).standard_normal((n, generator.input_shape[-1])).astype(np.float32)
     return np.concatenate([np.asarray(generator(noise[s:s + batch_size], training=False), np.float32)
                            for s in range(0, n, batch_size)])

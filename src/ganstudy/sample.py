@@ -33,8 +33,9 @@ def main(argv=None) -> None:
         generator = load_model(args, "generator_best" if args.best else "generator", "generator")
     import imageio.v3 as iio
 
-    noise = np.random.default_rng(args.seed).standard_normal((args.n, generator.input_shape[-1])).astype(np.float32)
-    images = np.clip(np.rint(generator.predict(noise, batch_size=500, verbose=0)), 0, 255).astype(np.uint8)
+    from ganstudy.evaluate import generate
+
+    images = np.clip(np.rint(generate(generator, args.n, args.seed)), 0, 255).astype(np.uint8)  # pixels 0..255
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, images=images)
     print(f"wrote {len(images)} images, uint8 {images.shape[1:]} in 'images', to {args.out}")
