@@ -3,14 +3,17 @@
     python benchmarks/search_efficiency.py [--quick] [--arms default random tpe] [--out DIR] [--default-storage URL]
                                            [--report-only]
 
-Arms, each an Optuna study of sweeps/default.yaml (12-epoch trials, 30 of them, two side by side) in one
-SQLite storage under --out:
-- `default`: the study as shipped: TPE, successive halving (rungs at epochs 2 and 6), the quick settings first;
-- `random`: random search without pruning and without a warm start (Lucic et al. 2018, compare_gan);
-- `tpe`: TPE without pruning and without a warm start (what Hydra's Optuna sweeper does).
+Arms, each an Optuna study of sweeps/default.yaml's space (12-epoch trials, two side by side) in one SQLite
+storage under --out:
+- `default`: the study as shipped (20 trials): TPE, successive halving (rungs at epochs 2 and 6), the quick
+  settings first;
+- `random`: 30 trials of random search without pruning and without a warm start (Lucic et al. 2018, compare_gan);
+- `tpe`: 30 trials of TPE (8 random first) without pruning and without a warm start (what Hydra's Optuna
+  sweeper does).
 An arm is `python -m ganstudy.sweep` with the arm's overrides, so a rerun of this command continues an
 unfinished arm where it stopped (the Optuna storage) and skips a finished one. `--default-storage URL` reads
-the default arm from a study that ran elsewhere (e.g. docs/study/ganstudy-default.optuna.db) instead.
+the default arm from a study that ran elsewhere (e.g. docs/study/ganstudy-default.optuna.db) instead; run it
+on the machine where that study ran, which is then calibrated once for the default arm.
 Before an arm trains, the machine is calibrated: seconds per epoch of experiment=quick's training steps on
 all cores, alone, so that arms run in different sessions can be put on one time axis (quick-epoch units).
 
@@ -35,17 +38,25 @@ from optuna.trial import TrialState
 
 ARMS = {"default": [], "random": ["sampler.name=random", "pruner.name=none", "enqueue=[]"],
         "tpe": ["pruner.name=none", "enqueue=[]"]}
+# The peers' full arms as they ran (30 trials, 8 of TPE's random, as the default study had then); --quick: tiny's.
+PEERS_FULL = {"random": ["n_trials=30"], "tpe": ["n_trials=30", "sampler.n_startup_trials=8"]}
 STUDY_PREFIX = "se-"
 
 
-def run_arm(arm: str, sweep: str, out: Path, bench) -> None:
+def calibrate(arm: str, out: Path, bench) -> None:
+    """Record this machine's seconds per quick epoch for the arm about to run (or that just ran here)."""
     calibration = out / "calibration.json"
     seen = json.loads(calibration.read_text()) if calibration.exists() else {}
     seen.setdefault(arm, []).append({"time": time.time(), "quick_epoch_s": quick_epoch_seconds(bench),
                                      "cpu_model": harness.cpu_model(), "loadavg": harness.load()})
     calibration.write_text(json.dumps(seen, indent=1))
+
+
+def run_arm(arm: str, sweep: str, out: Path, bench) -> None:
+    calibrate(arm, out, bench)
     cmd = [sys.executable, "-m", "ganstudy.sweep", f"sweep={sweep}", f"study_name={STUDY_PREFIX}{arm}",
-           f"storage=sqlite:///{out / 'optuna.db'}", f"out_dir={out / 'runs'}", *ARMS[arm]]
+           f"storage=sqlite:///{out / 'optuna.db'}", f"out_dir={out / 'runs'}", *ARMS[arm],
+           *(PEERS_FULL.get(arm, []) if sweep == "default" else [])]
     bench.log(f"arm {arm}: {' '.join(cmd[1:])}")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out / 'mlflow.db'}"}
     subprocess.run(cmd, cwd=out, env=env, check=True, stdout=sys.stderr)
@@ -173,9 +184,14 @@ def main() -> None:
     out = (args.out.parent / (args.out.name + "-quick") if args.quick else args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sweep = "tiny" if args.quick else "default"
+    known = json.loads((out / "calibration.json").read_text()) if (out / "calibration.json").exists() else {}
     for arm in args.arms:
-        if not args.report_only and not (arm == "default" and args.default_storage):
+        if args.report_only:
+            continue
+        if arm != "default" or not args.default_storage:
             run_arm(arm, sweep, out, bench)
+        elif arm not in known:
+            calibrate(arm, out, bench)
     storage = f"sqlite:///{out / 'optuna.db'}"
     arms = {}
     for arm in args.arms:

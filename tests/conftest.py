@@ -21,6 +21,12 @@ from ganstudy.config import compose  # noqa: E402
 SHARED_FIXTURE_MODULES = {"test_cli", "test_evaluate", "test_sample_detect", "test_scaleout"}
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than cores. Much of a test's time is spent waiting for the interpreters,
+    trial processes and servers it starts; the extra worker fills those waits."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """With pytest-xdist (`-n auto --dist loadgroup`, the default), tests that share a costly fixture run on one

@@ -228,18 +228,36 @@ def confirm_runs(client, parent_id):
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and tags.`ganstudy.role` = 'confirm'")
 
 
+def decided_study(tmp_path, *extra):
+    """The tiny study with its trials done, made by hand (one complete trial, no training): what `confirm`
+    starts from. Returns the study, its spec (n_trials=1) and its parent run."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from ganstudy import report
+    from ganstudy.storage import new_instance
+
+    spec = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["n_trials=1", *extra])
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    new_instance(study)
+    lr = FloatDistribution(1e-4, 1e-3, log=True)
+    study.add_trial(optuna.trial.create_trial(
+        params={"optimizer": "rmsprop", "optimizer.lr_g": 4e-4, "optimizer.lr_d": 3e-4, "model.dropout": 0.2},
+        distributions={"optimizer": CategoricalDistribution(["adam", "rmsprop"]), "optimizer.lr_g": lr,
+                       "optimizer.lr_d": lr, "model.dropout": FloatDistribution(0.0, 0.5)},
+        value=300.0, intermediate_values={1: 350.0, 3: 300.0}))
+    tracking = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"]).tracking
+    return study, spec, report.parent_run(study, spec, tracking, study.user_attrs["ganstudy_instance"])
+
+
 @pytest.mark.slow
-def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, capsys):
+def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys):
     from ganstudy.confirm import confirm
 
-    tmp_path = tiny_study
-    spec = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["seeds=2", "jobs=2"])
-    study = load(tmp_path)
-    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    study, spec, parent_id = decided_study(tmp_path, "seeds=2", "jobs=2")
     summary = confirm(study, spec, parent_id)["equal_epochs"]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = confirm_runs(client, parent_id)
-    # Two runs at a time, each on half the cores, at base's budget (2 epochs; trials train 3).
+    # Two runs at a time, each on half the cores, at base's budget (2 epochs; trials would train 3).
     threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
     assert {(r.data.params["train.threads"], r.data.params["train.epochs"]) for r in runs} == {(threads, "2")}
     starts = sorted((r.info.start_time, r.info.end_time) for r in runs)
@@ -286,7 +304,7 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tiny_study, caps
         params={"optimizer": "rmsprop", "optimizer.lr_g": 5e-4, "optimizer.lr_d": 5e-4, "model.dropout": 0.1},
         distributions={"optimizer": CategoricalDistribution(["adam", "rmsprop"]), "optimizer.lr_g": lr,
                        "optimizer.lr_d": lr, "model.dropout": FloatDistribution(0.0, 0.5)}, value=0.0))
-    changed = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["seeds=1", "jobs=2", "baseline=[lr=3e-4]"])
+    changed = sweep_spec.load("tiny", sweep_args(tmp_path)[1:] + ["n_trials=1", "seeds=1", "jobs=2", "baseline=[lr=3e-4]"])
     confirm(study, changed, parent_id)
     runs = confirm_runs(client, parent_id)
     assert sorted(r.data.tags["ganstudy.which"] for r in runs).count("article") == 3 and len(runs) == 8
@@ -414,18 +432,19 @@ def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tiny_study):
+def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path):
     """The article arm with SGD at lr 1e30 diverges: the table still comes, with that seed listed as failed,
     its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder."""
-    args = sweep_args(tiny_study, "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
-    done = start(tiny_study, args)
+    decided_study(tmp_path)
+    args = sweep_args(tmp_path, "n_trials=1", "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
+    done = start(tmp_path, args)
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 1, out
     assert re.search(r"^article .* 0 .*seed 1$", out, re.M), out  # no seed counted, seed 1 failed
     assert re.search(r"^failed: article seed 1: run \w+ diverged at epoch 1", out, re.M)
     assert "best vs tiny: ratio" in out and "best vs article: no ratio" in out and "Traceback" not in out
-    client = MlflowClient(f"sqlite:///{tiny_study}/mlflow.db")
-    parent_id = load(tiny_study).user_attrs["mlflow_parent_run_id"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent_id = load(tmp_path).user_attrs["mlflow_parent_run_id"]
 
     def article_runs():
         return [r for r in confirm_runs(client, parent_id) if r.data.tags["ganstudy.which"] == "article"
@@ -435,29 +454,26 @@ def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tiny_stu
     assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["ganstudy.fail_reason"]
     from ganstudy.confirm import confirm
 
-    study = load(tiny_study)
-    results = confirm(study, sweep_spec.load("tiny", args[1:]), parent_id)  # the rerun
+    results = confirm(load(tmp_path), sweep_spec.load("tiny", args[1:]), parent_id)  # the rerun
     assert list(results["equal_epochs"]["article"]["failed"]) == [1]
     folders = sorted(Path(r.data.tags["ganstudy.run_dir"]).name for r in article_runs())
     assert folders == ["confirm_article_seed1", "confirm_article_seed1_attempt2"]
 
 
 @pytest.mark.slow
-def test_confirm_at_the_same_wall_clock_time(tiny_study, capsys):
+def test_confirm_at_the_same_wall_clock_time(tmp_path, capsys):
     """budgets=[time]: every arm trains until 4 s are spent (the epoch cap out of reach), and the table says
     what each spent: epochs, updates, images, seconds."""
     from ganstudy.confirm import NO_EPOCH_LIMIT, confirm
 
-    spec = sweep_spec.load("tiny", sweep_args(tiny_study)[1:] + ["seeds=1", "budgets=[time]", "time_budget=4"])
-    study = load(tiny_study)
-    results = confirm(study, spec, study.user_attrs["mlflow_parent_run_id"])
+    study, spec, parent_id = decided_study(tmp_path, "seeds=1", "budgets=[time]", "time_budget=4")
+    results = confirm(study, spec, parent_id)
     assert set(results) == {"equal_time", "time_budget"} and results["time_budget"] == 4
-    client = MlflowClient(f"sqlite:///{tiny_study}/mlflow.db")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     for arm, s in results["equal_time"].items():
         assert s["budget"]["train_seconds"] >= 4 and s["budget"]["updates"] == s["budget"]["epochs"] * {
             "article": 4, "best": 8, "tiny": 8}[arm]  # 256 images at batch 64 (the article's here) or 32
-    runs = [r for r in confirm_runs(client, study.user_attrs["mlflow_parent_run_id"])
-            if r.data.tags.get("ganstudy.budget") == "time"]
+    runs = [r for r in confirm_runs(client, parent_id) if r.data.tags.get("ganstudy.budget") == "time"]
     assert len(runs) == 3 and {r.data.params["train.epochs"] for r in runs} == {str(NO_EPOCH_LIMIT)}
     assert all(r.info.status == "FINISHED" and r.data.metrics["train_seconds"] >= 4 for r in runs)
     out = capsys.readouterr().out
