@@ -100,17 +100,20 @@ def running_with_run(tmp_path, seen=()):
 
 @pytest.mark.slow
 def test_a_study_reaches_its_total_through_ctrl_c_and_killed_workers(tmp_path):
-    """Ctrl-C (exit 130, and the hint to run the command again); then SIGKILL to the worker alone (its trial's
-    process notices and ends its MLflow run); then SIGKILL to the worker and its trial's process at once (the
-    next worker's heartbeat check fails that trial and ends its run). Each rerun goes on where the last stopped:
-    the study ends at its total, the killed trials FAIL, their runs KILLED, and nothing stays RUNNING."""
+    """Ctrl-C as a terminal sends it, to every process of the command, while trial 0 trains and the next
+    trial's process still imports (exit 130, the hint to run the command again, no traceback, nothing called
+    failed); then SIGKILL to the worker alone (its trial's process notices and ends its MLflow run); then SIGKILL
+    to the worker and its trial's process at once (the next worker's heartbeat check fails that trial and ends
+    its run). Each rerun goes on where the last stopped: the study ends at its total, the killed trials FAIL,
+    their runs KILLED, and nothing stays RUNNING."""
     args = sweep_args(tmp_path, "n_trials=2", "heartbeat=1")
     storage = tmp_path / "optuna.db"
-    proc = start(tmp_path, args)
-    wait_for(lambda: storage.exists() and len(ended(trials_so_far(tmp_path))) >= 1, proc)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    proc = start(tmp_path, args, new_session=True)
+    wait_for(lambda: storage.exists() and running_with_run(tmp_path), proc)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "run the same command again" in out, out
+    assert "Traceback" not in out and "failed" not in out, out
     killed = []
     for kill in ("worker", "worker and trial process"):
         proc = start(tmp_path, args, new_session=True)

@@ -20,6 +20,7 @@ from ganstudy.config import ConfigError
 from ganstudy.train import Diverged, OnEval, OnStart, RunResult
 
 GRACE_SECONDS = 60  # after Ctrl-C, how long the child may take to end its MLflow run
+INTERRUPTED = 130  # a child's exit status after Ctrl-C, as a shell's
 
 
 class RunFailed(RuntimeError):
@@ -121,7 +122,12 @@ def _spawn():
     ctx = multiprocessing.get_context("spawn")
     conn, child_conn = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child_conn,), daemon=True, name="ganstudy-run")
-    proc.start()
+    # Born with SIGINT blocked: a Ctrl-C while the child still imports waits until _child can end it quietly.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     child_conn.close()
     return proc, conn
 
@@ -131,8 +137,10 @@ def _serve(conn, proc, on_eval, on_start) -> RunResult:
     while True:
         try:
             kind, *payload = conn.recv()
-        except EOFError:
+        except (EOFError, ConnectionResetError):
             proc.join()
+            if proc.exitcode == INTERRUPTED or interrupted.is_set():  # Ctrl-C ended it: not a failed run
+                raise KeyboardInterrupt from None
             raise RunFailed(f"the run's process died (exit code {proc.exitcode})") from None
         if kind == "started" and on_start:
             on_start(payload[0])
@@ -163,7 +171,7 @@ def _child(conn) -> None:
     """The child's whole life: import, wait for its run, compose, train, report back; Ctrl-C ends it (130)."""
     _interrupt_once()
     run = {}
-    _exit_with_parent(run)
+    _exit_with_parent(run)  # its thread keeps SIGINT blocked: the main thread takes a Ctrl-C
 
     def on_start(run_id: str) -> None:
         run["id"] = run_id
@@ -174,6 +182,7 @@ def _child(conn) -> None:
         return conn.recv()
 
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C that came during the imports lands here
         from ganstudy.config import compose
         from ganstudy.train import train
 
@@ -186,7 +195,7 @@ def _child(conn) -> None:
         conn.send(("done", result.run_id, str(result.run_dir), {**result.metrics, "peak_rss_mb": _peak_rss_mb()}))
     except (KeyboardInterrupt, EOFError):  # Ctrl-C, or a spare whose parent ended
         _end_run(run, "KILLED")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except ConfigError as err:
         conn.send(("config_error", str(err)))
     except Diverged as err:
@@ -194,7 +203,7 @@ def _child(conn) -> None:
     except Exception as err:  # noqa: BLE001 - reported to the parent, which decides
         if isinstance(err.__context__, KeyboardInterrupt):  # Ctrl-C inside a TF op arrives wrapped
             _end_run(run, "KILLED")
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         conn.send(("failed", f"{type(err).__name__}: {err}"))
 
 

@@ -169,11 +169,13 @@ def _failed(trial: optuna.Trial, reason: str) -> float:
     return float("nan")  # Optuna records the trial as FAIL
 
 
-class _QuietNaN(logging.Filter):
-    """Optuna's own line for a failed trial says "The value nan is not acceptable": ours said why already."""
+class _QuietFailures(logging.Filter):
+    """Optuna's own lines for a failed trial: "The value nan is not acceptable" (ours said why already), and
+    those for a trial that Ctrl-C ended, traceback included (ours says the study was interrupted; that trial
+    runs again)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "The value nan is not acceptable" not in record.getMessage()
+        return not interrupted.is_set() and "The value nan is not acceptable" not in record.getMessage()
 
 
 def _tag_run(trial: optuna.Trial, state: str) -> None:
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         check_server(compose(sweep_spec.trial_base(spec) + ["run_dir=unused"]).tracking.uri)
     signal.signal(signal.SIGINT, _on_sigint)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
-    logging.getLogger("optuna.study._optimize").addFilter(_QuietNaN())
+    logging.getLogger("optuna.study._optimize").addFilter(_QuietFailures())
     try:
         with exit_on_config_error():
             study = run_study(spec)

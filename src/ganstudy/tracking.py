@@ -96,9 +96,9 @@ def sqlite_init_lock(uri: str):
 
 def _point_at(uri: str) -> None:
     """Point MLflow at a store once a server there answers; a new SQLite store's schema set-up stays quiet
-    (MLflow would print its migrations line by line)."""
+    (MLflow would print its migrations line by line), and so do the system metrics' start and stop lines."""
     check_server(uri)
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.system_metrics"):
         logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
 
