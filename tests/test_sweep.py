@@ -437,12 +437,14 @@ def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path)
 @pytest.mark.slow
 def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path):
     """The article arm with SGD at lr 1e30 diverges: the table still comes, with that seed listed as failed,
-    its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder."""
+    its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder. (Before
+    confirming, the study runs its warm start: enqueued after the study had its n_trials, it still trains.)"""
     decided_study(tmp_path)
     args = sweep_args(tmp_path, "n_trials=1", "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
     done = start(tmp_path, args)
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 1, out
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE] * 2, out
     assert re.search(r"^article .* 0 .*seed 1$", out, re.M), out  # no seed counted, seed 1 failed
     assert re.search(r"^failed: article seed 1: run \w+ diverged at epoch 1", out, re.M)
     assert "best vs tiny: ratio" in out and "best vs article: no ratio" in out and "Traceback" not in out

@@ -114,8 +114,9 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
 
     def objective(trial: optuna.Trial) -> float:
         _taking.done()
-        # The study's last trials get the cores that its finished jobs leave idle.
-        side_by_side_from_now = min(spec.jobs, 1 + spec.n_trials - counted_trials(trial.study))
+        # The study's last trials get the cores that its finished jobs leave idle (as does a trial enqueued
+        # after the study reached n_trials).
+        side_by_side_from_now = max(1, min(spec.jobs, 1 + spec.n_trials - counted_trials(trial.study)))
         overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(side_by_side_from_now) + [
             f"run_dir={folder / f'trial_{trial.number:04d}'}", f"tracking.run_name=trial_{trial.number}"]
         trial.set_user_attr("overrides", [mask(o) for o in overrides])
