@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow  # trains models or starts interpreters
 EXAMPLES = [block for page in PAGES for block in split_page(page)[1] if block.lang == "python"]
 # What each example prints, as a pattern: the test fails on an example it does not know.
 PRINTS = {"docs/training.md": r"run [0-9a-f]{32} in .*outputs/from_python: fid_best \d+\.\d",
-          "docs/sweeps.md": r"2 trials, best \d+\.\d with \{'optimizer': "}
+          "docs/sweeps.md": r"trial 0: \d+\.\d with \{'optimizer': "}
 
 
 @pytest.mark.parametrize("block", EXAMPLES, ids=lambda b: f"{rel(b.page)}:{b.line}")

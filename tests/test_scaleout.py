@@ -130,7 +130,7 @@ def test_workers_share_a_study_on_postgresql_and_an_mlflow_server_through_a_kill
     from ganstudy.report import PARENT_ATTR
     from ganstudy.sweep import counted_trials
 
-    n_trials = 5
+    n_trials = 3
     folders = [tmp_path / f"worker{i}" for i in range(3)]
     workers += [worker(folder, servers, n_trials) for folder in folders[:2]]
 
@@ -218,7 +218,7 @@ def test_a_study_rides_out_a_postgresql_restart(servers, workers, tmp_path):
     """Two workers on PostgreSQL; the database stopped for 30 s while a trial trains, then started again
     (the tracking store, SQLite here, stays up): the study ends at its total, no trial failed, lost or left
     RUNNING. Runs last in this module: the MLflow server on the same PostgreSQL sees the outage too."""
-    n_trials = 4
+    n_trials = 3
     store = f"sqlite:///{tmp_path}/mlflow.db"
     folders = [tmp_path / f"worker{i}" for i in range(2)]
     client = MlflowClient(store)
