@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -54,8 +55,6 @@ def _elect(client: MlflowClient, experiment_id: str, instance: str) -> str:
     """The earliest (start time, then id) of the parent runs that workers racing to create one made. Each
     worker creates its run, then waits before it looks: the earliest run exists by then, and every racer
     elects it (given clocks in step within the wait, as NTP keeps them)."""
-    import time
-
     from ganstudy.tracking import Tag
 
     time.sleep(ELECTION_WAIT)
@@ -78,6 +77,8 @@ def _finished(study: optuna.Study) -> list:
 
 _drawing = None  # the process drawing the latest round of plots
 _drawn_for = 0  # complete trials when the plots were last drawn
+_drawn_at = float("-inf")  # time.monotonic() then
+REDRAW_SECONDS = 60  # while a study runs, its plots are drawn again at most this often (at its end, always)
 
 
 def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, storage_url: str,
@@ -106,9 +107,10 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
             (out / "best.json").write_text(json.dumps({"trial": best.number, "value": best.value,
                                                        "params": best.params, **best.user_attrs}, indent=2))
             client.log_artifact(parent_run_id, str(out / "best.json"))
-    global _drawn_for
-    if final or len(complete) >= 2 and len(complete) != _drawn_for:
-        _drawn_for = len(complete)  # a pruned trial changes little: redraw when one completes
+    global _drawn_for, _drawn_at
+    # A pruned trial changes little: redraw when one completes, unless the last drawing is that recent.
+    if final or len(complete) >= 2 and len(complete) != _drawn_for and time.monotonic() - _drawn_at >= REDRAW_SECONDS:
+        _drawn_for, _drawn_at = len(complete), time.monotonic()
         _draw_plots(storage_url, spec, parent_run_id, wait=final)
     if final:
         client.set_terminated(parent_run_id, "FINISHED")
@@ -156,8 +158,6 @@ def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: 
 
 
 def _now() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
