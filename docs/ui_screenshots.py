@@ -1,5 +1,6 @@
-"""The README's pictures of the MLflow UI over a study: the best trial's `samples` chart at its last step, with
-the step slider, and the two best trials' grids at the same step in the runs view's chart mode.
+"""The docs' pictures of a study: the best trial's `samples` chart at its last step, with the step slider, and
+the two best trials' grids at the same step in the runs view's chart mode (the MLflow UI), and the study page's
+top trials side by side; each cropped to what it shows.
 
     python docs/ui_screenshots.py --store sqlite:///mlruns/mlflow.db --study ganstudy-default
 
@@ -61,8 +62,8 @@ def click(driver, xpath: str, wait: float = 5) -> None:
     time.sleep(wait)
 
 
-def samples_at_last_step(driver) -> None:
-    """Filter the charts to `samples`, open it full size and move its step slider to the last step."""
+def samples_at_last_step(driver):
+    """Filter the charts to `samples`, open it full size and move its step slider to the last step; the dialog."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -81,6 +82,31 @@ def samples_at_last_step(driver) -> None:
     images = dialog.find_elements(By.XPATH, ".//img")
     driver.execute_script("arguments[0].scrollIntoView({block: 'end'});", images[-1])
     time.sleep(2)
+    return dialog
+
+
+def study_page_top_trials(client: MlflowClient, study: str, out: Path) -> None:
+    """The study page (the parent run's report/index.html) from its top trials' table to its plots."""
+    import tempfile
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    experiment = client.get_experiment_by_name("ganstudy")
+    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`ganstudy.study` = '{study}' and "
+                                   "tags.`ganstudy.role` = 'study'", order_by=["attributes.start_time DESC"],
+                                   max_results=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(client.download_artifacts(parent.info.run_id, "report/index.html", tmp))
+        driver = browser(6000)
+        driver.get(page.as_uri())
+        time.sleep(3)
+        top = driver.find_element(By.XPATH, "//h2[starts-with(normalize-space(), 'Top ')]").location["y"]
+        plots = driver.find_element(By.XPATH, "//h2[normalize-space()='Plots']").location["y"]
+        width = driver.execute_script("return document.body.scrollWidth")
+        driver.save_screenshot(str(Path(tmp) / "page.png"))
+        driver.quit()
+        Image.open(Path(tmp) / "page.png").crop((0, top - 20, min(width, 1300), plots - 10)).save(out)
 
 
 def top_trials(client: MlflowClient, study: str, n: int):
@@ -104,8 +130,7 @@ def main() -> None:
         driver = browser(1300)
         driver.get(f"{base}/runs/{runs[0].info.run_id}/model-metrics?workflowType=machine_learning")
         time.sleep(15)
-        samples_at_last_step(driver)
-        driver.save_screenshot(str(DOCS / "ui_samples_slider.png"))
+        samples_at_last_step(driver).screenshot(str(DOCS / "ui_samples_slider.png"))
         driver.quit()
         # The runs view's charts, filtered to the two best trials (nested under the study's run: expanded).
         ids = ", ".join(f"'{r.info.run_id}'" for r in runs)
@@ -115,12 +140,12 @@ def main() -> None:
         driver.get(f"{base}/runs?{query}")
         time.sleep(15)
         click(driver, "//button[contains(@data-component-id, 'runnamecellrenderer')]")
-        samples_at_last_step(driver)
-        driver.save_screenshot(str(DOCS / "ui_compare_grids.png"))
+        samples_at_last_step(driver).screenshot(str(DOCS / "ui_compare_grids.png"))
         driver.quit()
     finally:
         os.killpg(ui.pid, 15)
-    print(f"wrote {DOCS / 'ui_samples_slider.png'} and {DOCS / 'ui_compare_grids.png'}")
+    study_page_top_trials(MlflowClient(args.store), args.study, DOCS / "study_page.png")
+    print(f"wrote {DOCS / 'ui_samples_slider.png'}, {DOCS / 'ui_compare_grids.png'} and {DOCS / 'study_page.png'}")
 
 
 if __name__ == "__main__":
