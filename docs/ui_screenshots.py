@@ -67,8 +67,13 @@ def samples_at_last_step(driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    search = WebDriverWait(driver, 120).until(expected_conditions.presence_of_element_located(
+        (By.XPATH, "//input[@placeholder='Search metric charts']")))
     click(driver, "//button[@aria-label='Close']", 2)  # the MLflow Assistant panel
-    driver.find_element(By.XPATH, "//input[@placeholder='Search metric charts']").send_keys("samples")
+    search.send_keys("samples")
     time.sleep(8)
     card = driver.find_element(By.XPATH, "//h4[normalize-space(text())='samples']/ancestor::div[.//input][1]")
     card.find_elements(By.XPATH, ".//button")[0].click()  # full size
@@ -85,6 +90,47 @@ def samples_at_last_step(driver):
     return dialog
 
 
+def rect(driver, element) -> tuple[int, int, int, int]:
+    r = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];",
+                              element)
+    return tuple(round(v) for v in r)
+
+
+def grids_and_slider(driver, dialog, out: Path, margin: int = 12) -> None:
+    """The dialog's pieces that matter, cut from a screenshot and laid out compactly: each run's name (the chart
+    legend's) above its grid, the grids side by side, the step slider below them."""
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    shot = Image.open(io.BytesIO(driver.get_screenshot_as_png()))
+
+    def cut(box, pad=margin):
+        return shot.crop((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad))
+
+    panels = []
+    for image in dialog.find_elements(By.XPATH, ".//img"):
+        panel = image.find_element(By.XPATH, "./ancestor::div[.//*[starts-with(normalize-space(text()), 'trial_')]][1]")
+        label = panel.find_element(By.XPATH, ".//*[starts-with(normalize-space(text()), 'trial_')]")
+        name, grid = cut(rect(driver, label), 4), cut(rect(driver, image))
+        both = Image.new("RGB", (max(name.width, grid.width), name.height + grid.height), "white")
+        both.paste(name, (0, 0))
+        both.paste(grid, ((both.width - grid.width) // 2, name.height))
+        panels.append(both)
+    slider = dialog.find_element(By.XPATH, ".//*[@role='slider']/ancestor::div[.//input][1]")
+    bar = cut(rect(driver, slider))
+    width = max(sum(p.width for p in panels), 520)
+    bar = bar.resize((width, round(bar.height * width / bar.width)))
+    out_image = Image.new("RGB", (width, max(p.height for p in panels) + bar.height), "white")
+    x = 0
+    for p in panels:
+        out_image.paste(p, (x, 0))
+        x += p.width
+    out_image.paste(bar, (0, out_image.height - bar.height))
+    out_image.save(out)
+
+
 def study_page_top_trials(client: MlflowClient, study: str, out: Path) -> None:
     """The study page (the parent run's report/index.html) from its top trials' table to its plots."""
     import tempfile
@@ -99,14 +145,15 @@ def study_page_top_trials(client: MlflowClient, study: str, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(client.download_artifacts(parent.info.run_id, "report/index.html", tmp))
         driver = browser(6000)
+        driver.set_window_size(1700, 6000)
         driver.get(page.as_uri())
         time.sleep(3)
-        top = driver.find_element(By.XPATH, "//h2[starts-with(normalize-space(), 'Top ')]").location["y"]
-        plots = driver.find_element(By.XPATH, "//h2[normalize-space()='Plots']").location["y"]
-        width = driver.execute_script("return document.body.scrollWidth")
+        heading = driver.find_element(By.XPATH, "//h2[starts-with(normalize-space(), 'Top ')]")
+        left, top, _, _ = rect(driver, heading)
+        _, _, right, bottom = rect(driver, heading.find_element(By.XPATH, "following-sibling::table[1]"))
         driver.save_screenshot(str(Path(tmp) / "page.png"))
         driver.quit()
-        Image.open(Path(tmp) / "page.png").crop((0, top - 20, min(width, 1300), plots - 10)).save(out)
+        Image.open(Path(tmp) / "page.png").crop((left - 12, top - 12, right + 12, bottom + 12)).save(out)
 
 
 def top_trials(client: MlflowClient, study: str, n: int):
@@ -130,7 +177,7 @@ def main() -> None:
         driver = browser(1300)
         driver.get(f"{base}/runs/{runs[0].info.run_id}/model-metrics?workflowType=machine_learning")
         time.sleep(15)
-        samples_at_last_step(driver).screenshot(str(DOCS / "ui_samples_slider.png"))
+        grids_and_slider(driver, samples_at_last_step(driver), DOCS / "ui_samples_slider.png")
         driver.quit()
         # The runs view's charts, filtered to the two best trials (nested under the study's run: expanded).
         ids = ", ".join(f"'{r.info.run_id}'" for r in runs)
@@ -140,7 +187,7 @@ def main() -> None:
         driver.get(f"{base}/runs?{query}")
         time.sleep(15)
         click(driver, "//button[contains(@data-component-id, 'runnamecellrenderer')]")
-        samples_at_last_step(driver).screenshot(str(DOCS / "ui_compare_grids.png"))
+        grids_and_slider(driver, samples_at_last_step(driver), DOCS / "ui_compare_grids.png")
         driver.quit()
     finally:
         os.killpg(ui.pid, 15)
