@@ -340,6 +340,27 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
     assert client.get_run(diverged.user_attrs["mlflow_run_id"]).data.tags["ganstudy.diverged"] == "true"
 
 
+def test_a_trial_enqueued_after_the_study_reached_its_total_still_trains(tmp_path, monkeypatch):
+    """The study has its n_trials; a rerun enqueues one more (a new warm start): that trial trains, on every
+    core, since no other trial of the study is left to share them with (it crashed, sharing them among none)."""
+    from ganstudy import sweep
+    from ganstudy.train import RunResult
+
+    asked = []
+
+    def run(overrides, on_eval, on_start, parent, tags, prestart_next, label):
+        asked.append(overrides)
+        return RunResult("0" * 32, tmp_path, {"fid_best": 1.0})
+
+    monkeypatch.setattr(sweep, "run_isolated", run)
+    monkeypatch.setattr(sweep, "_tag_run", lambda trial, state: None)
+    study, spec, _ = decided_study(tmp_path, "jobs=2")
+    study.enqueue_trial(dict(spec.enqueue[0]))
+    study.optimize(sweep.objective_fn(spec, None, tmp_path / "trials", "test", sweep.StudyStop()), n_trials=1)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2 and study.trials[1].value == 1.0
+    assert not [o for o in asked[0] if o.startswith("train.threads=")]
+
+
 def test_a_study_carried_to_another_tracking_store_gets_a_parent_run_there(tmp_path):
     """The study's storage file moved to a machine whose MLflow store lacks its parent run: a new one is made."""
     from ganstudy import report
@@ -426,14 +447,12 @@ def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path)
 @pytest.mark.slow
 def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path):
     """The article arm with SGD at lr 1e30 diverges: the table still comes, with that seed listed as failed,
-    its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder. (Before
-    confirming, the study runs its warm start: enqueued after the study had its n_trials, it still trains.)"""
+    its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder."""
     decided_study(tmp_path)
-    args = sweep_args(tmp_path, "n_trials=1", "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
+    args = sweep_args(tmp_path, "n_trials=1", "enqueue=[]", "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
     done = start(tmp_path, args)
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 1, out
-    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE] * 2, out
     assert re.search(r"^article .* 0 .*seed 1$", out, re.M), out  # no seed counted, seed 1 failed
     assert re.search(r"^failed: article seed 1: run \w+ diverged at epoch 1", out, re.M)
     assert "best vs tiny: ratio" in out and "best vs article: no ratio" in out and "Traceback" not in out
