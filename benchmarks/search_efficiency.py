@@ -43,13 +43,18 @@ PEERS_FULL = {"random": ["n_trials=30"], "tpe": ["n_trials=30", "sampler.n_start
 STUDY_PREFIX = "se-"
 
 
+def calibrations(out: Path) -> dict:
+    """Per arm, the machine calibrations recorded so far."""
+    path = out / "calibration.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def calibrate(arm: str, out: Path, bench) -> None:
     """Record this machine's seconds per quick epoch for the arm about to run (or that just ran here)."""
-    calibration = out / "calibration.json"
-    seen = json.loads(calibration.read_text()) if calibration.exists() else {}
+    seen = calibrations(out)
     seen.setdefault(arm, []).append({"time": time.time(), "quick_epoch_s": quick_epoch_seconds(bench),
                                      "cpu_model": harness.cpu_model(), "loadavg": harness.load()})
-    calibration.write_text(json.dumps(seen, indent=1))
+    (out / "calibration.json").write_text(json.dumps(seen, indent=1))
 
 
 def run_arm(arm: str, sweep: str, out: Path, bench) -> None:
@@ -184,7 +189,7 @@ def main() -> None:
     out = (args.out.parent / (args.out.name + "-quick") if args.quick else args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sweep = "tiny" if args.quick else "default"
-    known = json.loads((out / "calibration.json").read_text()) if (out / "calibration.json").exists() else {}
+    known = calibrations(out)
     for arm in args.arms:
         if args.report_only:
             continue
@@ -201,8 +206,7 @@ def main() -> None:
             arms[arm] = arm_curves(storage, STUDY_PREFIX + arm)
         else:
             bench.log(f"arm {arm}: no study in {storage} yet")
-    cal = out / "calibration.json"
-    calibration = json.loads(cal.read_text()) if cal.exists() else {}
+    calibration = calibrations(out)
     for arm, a in arms.items():  # arms run in other sessions, on other machines: time in quick epochs too
         seconds = [c["quick_epoch_s"] for c in calibration.get(arm, [])]
         a["quick_epoch_s"] = statistics.median(seconds) if seconds else None
