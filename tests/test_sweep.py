@@ -249,6 +249,9 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys
     assert {(r.data.params["train.threads"], r.data.params["train.epochs"]) for r in runs} == {(threads, "2")}
     starts = sorted((r.info.start_time, r.info.end_time) for r in runs)
     assert any(nxt[0] < prev[1] for prev, nxt in zip(starts, starts[1:]))  # some ran side by side
+    # Seed by seed: the arms of seed 1 start first, those of seed 2 last (a busy spell hits every arm alike).
+    by_start = sorted(runs, key=lambda r: r.info.start_time)
+    assert [r.data.tags["ganstudy.seed"] for r in by_start[:2] + by_start[-2:]] == ["1", "1", "2", "2"]
     assert sorted((r.data.tags["ganstudy.which"], r.data.tags["ganstudy.seed"]) for r in runs) == [
         ("article", "1"), ("article", "2"), ("best", "1"), ("best", "2"), ("tiny", "1"), ("tiny", "2")]
     values = {arm: [r.data.metrics["objective"] for r in runs if r.data.tags["ganstudy.which"] == arm]
@@ -311,13 +314,13 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
 
     real_run = sweep.run_isolated
 
-    def segfault_the_second(overrides, on_eval, on_start, parent, tags, prestart_next, label):
+    def segfault_the_second(overrides, on_eval, on_start, parent, tags, label):
         def start_then_crash(run_id):
             on_start(run_id)
             if tags["ganstudy.trial"] == 1:
                 for child in multiprocessing.active_children():
                     os.kill(child.pid, signal.SIGSEGV)
-        return real_run(overrides, on_eval, start_then_crash, parent, tags)  # no spare: one child to kill
+        return real_run(overrides, on_eval, start_then_crash, parent, tags)
 
     monkeypatch.setattr(sweep, "run_isolated", segfault_the_second)
     args = sweep_args(tmp_path)[1:] + ["space={optimizer: {choices: [sgd, adam]}, "
@@ -348,7 +351,7 @@ def test_a_trial_enqueued_after_the_study_reached_its_total_still_trains(tmp_pat
 
     asked = []
 
-    def run(overrides, on_eval, on_start, parent, tags, prestart_next, label):
+    def run(overrides, on_eval, on_start, parent, tags, label):
         asked.append(overrides)
         return RunResult("0" * 32, tmp_path, {"fid_best": 1.0})
 

@@ -132,16 +132,17 @@ def _compare(spec: DictConfig, client: MlflowClient, parent_run_id: str, folder:
         missing += [(arm, seed, partial(_train_arm, spec, folder / key, parent_run_id, arm, overrides,
                                         {**tags, Tag.ARM: arm, Tag.SEED: seed, Tag.OVERRIDES: key}, seed))
                     for seed in range(1, spec.seeds + 1) if seed not in outcomes[arm]]
-    # A run's process starts the next one's while it trains, as long as a next one is left for its thread.
-    trained = side_by_side([partial(task, i + spec.jobs < len(missing)) for i, (_, _, task) in enumerate(missing)],
-                           spec.jobs)
+    # Seed by seed, every arm's run next to the others': a busy spell of the machine falls on all arms alike
+    # (it matters at equal time).
+    missing.sort(key=lambda m: m[1])
+    trained = side_by_side([task for _, _, task in missing], spec.jobs)
     for (arm, seed, _), outcome in zip(missing, trained):
         outcomes[arm][seed] = outcome
     return summarize(outcomes)
 
 
 def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, overrides: list[str], tags: dict,
-               seed: int, prestart_next: bool) -> tuple[dict | None, str | None]:
+               seed: int) -> tuple[dict | None, str | None]:
     """(metrics, None) of one seed of one arm, or (None, why it failed). Its folder is claimed while it
     trains, so that confirm workers on one machine never write one run together; a run an interrupted confirm
     left there continues from its checkpoint, and a failed one (or one that cannot continue) is trained afresh
@@ -161,14 +162,14 @@ def _train_arm(spec: DictConfig, folder: Path, parent_run_id: str, arm: str, ove
             print(f"\nconfirm: {arm} settings, seed {seed}, same {tags[Tag.BUDGET]}", flush=True)
             return _train(spec, parent_run_id, overrides + ([f"resume={run_dir}"] if run_id else []) + [
                 f"train.seed={seed}", f"run_dir={run_dir}", f"tracking.run_name={name}"], tags,
-                f"{arm} seed {seed}" if spec.jobs > 1 else "", prestart_next)
+                f"{arm} seed {seed}" if spec.jobs > 1 else "")
 
 
-def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dict, label: str, prestart_next: bool):
+def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dict, label: str):
     started = []
     try:
         result = run_isolated(overrides + share_of_cores(spec.jobs), parent_run_id=parent_run_id, tags=tags,
-                              on_start=started.append, prestart_next=prestart_next, label=label)
+                              on_start=started.append, label=label)
         value = result.metrics.get(spec.objective, float("nan"))
         if not math.isfinite(value):
             raise RuntimeError(f"{spec.objective} is {value}")

@@ -135,8 +135,7 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
 
         tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: instance, Tag.ROLE: "trial", Tag.TRIAL: trial.number}
         try:
-            more = counted_trials(trial.study) < spec.n_trials  # a next trial to start: its process can start now
-            result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags, prestart_next=more,
+            result = run_isolated(overrides, on_eval, on_start, parent_run_id, tags,
                                   label=f"trial {trial.number}" if spec.jobs > 1 else "")
             _stop_if_interrupted()
             value = result.metrics.get(spec.objective, float("nan"))
