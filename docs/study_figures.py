@@ -2,8 +2,10 @@
 
     python docs/study_figures.py [--study ganstudy-default] [--storage sqlite:///mlruns/optuna.db]
                                  [--tracking-uri sqlite:///mlruns/mlflow.db] [--out docs/study] [--epoch 20]
+                                 [--budget epochs|time]
 
-Writes the confirm arms' sample grids at one epoch side by side (seed 1 of each arm), the confirm table and plot,
+Writes the confirm arms' sample grids side by side (seed 1 of each arm; at --epoch, or with --budget time those
+of the equal-time comparison at each run's last epoch), the confirm table and plot,
 Optuna's plots (PNG, from the study's MLflow parent run) and best.json, and prints the study's wall time
 (first trial start to last trial end), trial counts, best trial, parameter importances and the confirm
 table as JSON, then the trials as a markdown table. (`python -m ganstudy.best_experiment` writes the best trial
@@ -20,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 
-def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
-    """Seed 1's grid of each confirm arm at `epoch`, side by side with the arm's name; returns the arms."""
+def arms_picture(client, parent_id: str, epoch: int | None, out: Path, budget: str = "epochs") -> list[str]:
+    """Seed 1's grid of each confirm arm of one comparison (`budget`: epochs or time) at `epoch`, or at each
+    run's last epoch if None, side by side with the arm's name; returns the arms."""
     import imageio.v3 as iio
     import matplotlib
 
@@ -35,18 +38,21 @@ def arms_picture(client, parent_id: str, epoch: int, out: Path) -> list[str]:
                               order_by=["attributes.start_time DESC"])
     latest = {}
     for r in runs:  # the newest run of each arm: an arm trained again after a change replaces the old one
-        if r.data.tags.get("ganstudy.budget") != "time":  # the same-epochs comparison's runs
+        if r.data.tags.get("ganstudy.budget", "epochs") == budget:
             latest.setdefault(r.data.tags["ganstudy.which"], r)
     arms = [a for a in ("best", *sorted(set(latest) - {"best", "article"}), "article") if a in latest]
     fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.6))
     with tempfile.TemporaryDirectory() as tmp:
         for ax, arm in zip(np.atleast_1d(axes), arms):
             run = latest[arm]
-            path = download_artifacts(run_id=run.info.run_id, artifact_path=f"samples/epoch_{epoch:04d}.png", dst_path=tmp)
+            at = epoch or int(run.data.metrics["epochs"])
+            path = download_artifacts(run_id=run.info.run_id, artifact_path=f"samples/epoch_{at:04d}.png", dst_path=tmp)
             ax.imshow(iio.imread(path), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"{arm}\nfid_best {run.data.metrics['objective']:.1f}", fontsize=10)
+            title = f"{arm}\nfid_best {run.data.metrics['objective']:.1f}"
+            ax.set_title(title if epoch else f"{title}, epoch {at}", fontsize=10)
             ax.axis("off")
-    fig.suptitle(f"epoch {epoch}, seed 1, same fixed noise", fontsize=10)
+    fig.suptitle(f"epoch {epoch}, seed 1, same fixed noise" if epoch else "last epoch, seed 1, same fixed noise",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the arms' names
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -95,6 +101,8 @@ def main() -> None:
     ap.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
     ap.add_argument("--out", type=Path, default=Path("docs/study"))
     ap.add_argument("--epoch", type=int, default=20)
+    ap.add_argument("--budget", choices=["epochs", "time"], default="epochs",
+                    help="the arms' grids of this comparison; time: at each run's last epoch")
     args = ap.parse_args()
 
     import mlflow
@@ -108,7 +116,10 @@ def main() -> None:
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     args.out.mkdir(parents=True, exist_ok=True)
     summary = study_summary(study)
-    summary["arms"] = arms_picture(client, parent_id, args.epoch, args.out / f"arms_epoch{args.epoch}.png")
+    if args.budget == "epochs":
+        summary["arms"] = arms_picture(client, parent_id, args.epoch, args.out / f"arms_epoch{args.epoch}.png")
+    else:
+        summary["arms"] = arms_picture(client, parent_id, None, args.out / "arms_time.png", "time")
     with tempfile.TemporaryDirectory() as tmp:
         summary["confirm"] = json.loads(Path(download_artifacts(run_id=parent_id, artifact_path="confirm.json",
                                                                 dst_path=tmp)).read_text())
