@@ -32,7 +32,7 @@ class RunFailed(RuntimeError):
 
 
 # What the fork server imports once for every child (ganstudy first: it quiets TensorFlow's import).
-PRELOAD = ["ganstudy.train", "ganstudy.config", "tensorflow", "keras", "mlflow"]
+PRELOAD = ["ganstudy.train", "tensorflow", "keras", "mlflow"]
 _running: set = set()  # the processes of the runs in progress, for stop_all()
 _running_lock = threading.Lock()
 
