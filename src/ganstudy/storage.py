@@ -3,6 +3,7 @@ retries that ride out a database restart; the study instance that names its fold
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -113,10 +114,18 @@ def study_dir(out_dir: str, study_name: str, instance: str) -> Path:
     return Path(out_dir) / f"{study_name}-{instance}"
 
 
+_retrying = threading.Lock()
+
+
 def _end_and_retry(study: optuna.Study, trial) -> None:
-    """A dead worker's trial: its MLflow run ends as KILLED (no ghost RUNNING run), and the trial is queued again."""
+    """A dead worker's trial: its MLflow run ends as KILLED (no ghost RUNNING run), and the trial is queued again,
+    once: the threads of one worker (jobs > 1) can both fail the same stale trial (SQLite takes no row lock)."""
     from ganstudy.tracking import end_if_running
 
-    if "mlflow_run_id" in trial.user_attrs:
-        end_if_running(trial.user_attrs["mlflow_run_id"], "KILLED")
-    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    with _retrying:
+        if any(retried(t) == trial.number for t in study.get_trials(deepcopy=False)):
+            return
+        if "mlflow_run_id" in trial.user_attrs:
+            end_if_running(trial.user_attrs["mlflow_run_id"], "KILLED")
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
