@@ -19,23 +19,34 @@ from ganstudy.config import compose  # noqa: E402
 
 # Modules whose tests share a module-scoped fixture that costs a training run or a server.
 SHARED_FIXTURE_MODULES = {"test_cli", "test_evaluate", "test_sample_detect", "test_scaleout"}
+# Of those, the groups that take minutes on their worker (a server, CLI runs on a trained generator).
+COSTLY_GROUPS = {"test_sample_detect", "test_scaleout"}
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one worker more than cores. Much of a test's time is spent waiting for the interpreters,
-    trial processes and servers it starts; the extra worker fills those waits."""
-    return len(os.sched_getaffinity(0)) + 1
+    """`-n auto`: three workers more than cores. Much of a test's time is spent waiting for the interpreters,
+    trial processes and servers it starts (a server stopped for 30 s, a study's CLI importing); the extra
+    workers fill those waits."""
+    return len(os.sched_getaffinity(0)) + 3
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """With pytest-xdist (`-n auto --dist loadgroup`, the default), tests that share a costly fixture run on one
-    worker, which builds it once; the rest spread over the workers."""
+    worker, which builds it once; the rest spread over the workers. The longest work is handed out first (the
+    groups whose fixture trains or serves, then the slow tests; xdist keeps this order with
+    `--no-loadscope-reorder`), so that no worker starts a long test while the others are finishing."""
     for item in items:
         if "tiny_study" in item.fixturenames:
             item.add_marker(pytest.mark.xdist_group("tiny_study"))
         elif item.module.__name__ in SHARED_FIXTURE_MODULES:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+    def cost_rank(item) -> int:
+        grouped = "tiny_study" in item.fixturenames or item.module.__name__ in COSTLY_GROUPS
+        return 0 if grouped else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=cost_rank)  # stable: collection order within a rank
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,20 @@ def test_ui_hint_opens_the_model_training_view_locally_or_on_the_server():
         "  see it: http://tracking.lan:5000/#/experiments/7?workflowType=machine_learning")
 
 
+def test_a_study_without_its_runs_gets_a_d_curve_picture_that_says_so(tmp_path):
+    """A study read from its storage alone (docs/study_figures.py on a committed storage): its trials name no run
+    in this tracking store; the D(x)/D(G(z)) picture says so instead of warning about an empty legend."""
+    import warnings
+    from types import SimpleNamespace
+
+    from ganstudy.study_page import _d_curves
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _d_curves([SimpleNamespace(number=0, user_attrs={})], tmp_path / "d.png")
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
 def chromium(*args: str, budget_ms: int = 30000) -> str:
     """Headless Chromium's output (--dump-dom: the DOM after the page's scripts ran). Everything but loopback
     goes to a proxy that is not there: no network."""

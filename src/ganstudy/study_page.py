@@ -213,7 +213,10 @@ def _d_curves(top: list, out: Path) -> Path:
                 ax.plot(*zip(*points), style, color=f"C{i}", label=f"trial {t.number} {'D(x)' if metric == 'd_real' else 'D(G(z))'}")
     ax.axhline(0.5, color="grey", linestyle=":")
     ax.set(xlabel="epoch", ylabel="mean sigmoid(D)", ylim=(0, 1), title="D(x) solid, D(G(z)) dashed; 0.5: D cannot tell")
-    ax.legend(fontsize="x-small", ncol=2)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="x-small", ncol=2)
+    else:  # a study read from its storage alone, without the tracking store that holds its runs
+        ax.text(0.5, 0.5, "no trial's run is in this tracking store", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     return out
