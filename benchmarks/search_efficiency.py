@@ -5,8 +5,8 @@
 
 Arms, each an Optuna study of sweeps/default.yaml's space (12-epoch trials, two side by side) in one SQLite
 storage under --out:
-- `default`: the study as shipped (20 trials): TPE, successive halving (rungs at epochs 2 and 6), the quick
-  settings first;
+- `default`: the study as shipped (12 trials): TPE, successive halving (rungs at epochs 2 and 6, a trial alone
+  at a rung stops), the quick settings first;
 - `random`: 30 trials of random search without pruning and without a warm start (Lucic et al. 2018, compare_gan);
 - `tpe`: 30 trials of TPE (8 random first) without pruning and without a warm start (what Hydra's Optuna
   sweeper does).

@@ -176,6 +176,21 @@ def test_each_objective_implies_its_direction():
     assert sweep_spec.load("tiny", ["objective=recall", "direction=maximize"]).direction == "maximize"
 
 
+def test_the_default_study_stops_a_trial_alone_at_its_rung():
+    """The default study's successive halving (bootstrap_count 1): the first trial to reach epoch 2 stops
+    there (a fast, bad trial no longer trains to the end for want of rivals); a later, better one goes on; a
+    worse one stops."""
+    from ganstudy.sweep import make_pruner
+
+    study = optuna.create_study(pruner=make_pruner(sweep_spec.load("default", []), max_epochs=12))
+    decisions = []
+    for value in (100.0, 50.0, 150.0):
+        trial = study.ask()
+        trial.report(value, 2)
+        decisions.append(trial.should_prune())
+    assert decisions == [True, False, True]
+
+
 def test_a_condition_may_name_a_key_that_comes_later_in_space(tmp_path):
     """beta1 is listed before the optimizer it depends on: the file is accepted, and beta1 is searched
     whenever adam is chosen."""

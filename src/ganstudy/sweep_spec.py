@@ -33,7 +33,7 @@ class PrunerSpec:
     n_warmup_steps: int = 4      # median: epochs before a trial can be pruned
     min_resource: int = 2        # asha, hyperband: epochs every trial gets
     reduction_factor: int = 3    # asha, hyperband: 1 in this many trials goes on at each rung
-    bootstrap_count: int = 0     # asha: trials a rung needs before it promotes any
+    bootstrap_count: int = 0     # asha: other trials that must have reached a rung before one goes on from it
 
 
 @dataclass
