@@ -24,10 +24,9 @@ COSTLY_GROUPS = {"test_sample_detect", "test_scaleout"}
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: three workers more than cores. Much of a test's time is spent waiting for the interpreters,
-    trial processes and servers it starts (a server stopped for 30 s, a study's CLI importing); the extra
-    workers fill those waits."""
-    return len(os.sched_getaffinity(0)) + 3
+    """`-n auto`: one worker more than cores, to fill the waits of tests that stop a server for 30 s. The suite
+    is CPU-bound: on 2 cores, 5 workers took as long as 3 (16.0 against 16.4 min), each test twice as long."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
