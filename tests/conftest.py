@@ -35,17 +35,17 @@ def pytest_collection_modifyitems(items):
     worker, which builds it once; the rest spread over the workers. The longest work is handed out first (the
     groups whose fixture trains or serves, then the slow tests; xdist keeps this order with
     `--no-loadscope-reorder`), so that no worker starts a long test while the others are finishing."""
-    for item in items:
+    def group(item) -> str | None:
         if "tiny_study" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("tiny_study"))
-        elif item.module.__name__ in SHARED_FIXTURE_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+            return "tiny_study"
+        return item.module.__name__ if item.module.__name__ in SHARED_FIXTURE_MODULES else None
 
-    def cost_rank(item) -> int:
-        grouped = "tiny_study" in item.fixturenames or item.module.__name__ in COSTLY_GROUPS
-        return 0 if grouped else 1 if item.get_closest_marker("slow") else 2
-
-    items.sort(key=cost_rank)  # stable: collection order within a rank
+    rank = {}
+    for item in items:
+        if name := group(item):
+            item.add_marker(pytest.mark.xdist_group(name))
+        rank[item] = 0 if name in {"tiny_study", *COSTLY_GROUPS} else 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=rank.__getitem__)  # stable: collection order within a rank
 
 
 @pytest.fixture(scope="session")
