@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -130,6 +131,34 @@ def sweep_args(tmp_path, *extra):
             f"base=[experiment=tiny,train.epochs=2,eval.detector=false,train.progress=none,train.checkpoints=latest,"
             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db,"
             f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
+
+
+def sweep_main(args, capsys) -> tuple[int, str]:
+    """`python -m ganstudy.sweep args` run in this process (the trials still each in a process of their own):
+    its exit status and what it printed (stdout, Optuna's log lines, then stderr). Cheaper than `start` by an
+    interpreter that imports MLflow and Optuna and a fork server that imports TensorFlow: for tests whose point
+    is not signals or processes."""
+    import logging
+
+    import optuna
+
+    from ganstudy import sweep
+
+    logged = []
+    to_list = logging.Handler()
+    to_list.emit = lambda record: logged.append(record.getMessage())
+    optuna.logging.get_logger("optuna").addHandler(to_list)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        sweep.main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        signal.signal(signal.SIGINT, handler)  # main() installs its own
+        optuna.logging.get_logger("optuna").removeHandler(to_list)
+    printed = capsys.readouterr()
+    return code, "\n".join([printed.out, *logged, printed.err])
 
 
 def start(tmp_path, args, new_session=False):

@@ -30,6 +30,19 @@ def run(tmp_path_factory, store_template):
     return root / "run", store, root
 
 
+def call(module: str, *args: str, capsys) -> tuple[int, str, str]:
+    """`python -m ganstudy.<module> args` in this process (TensorFlow already imported; one test per command
+    runs it as its own process): exit status, stdout, stderr."""
+    import importlib
+
+    try:
+        code = importlib.import_module(f"ganstudy.{module}").main(list(args)) or 0
+    except SystemExit as exit_:
+        code = exit_.code
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
+
+
 def discriminator_logits(run_dir, store):
     """The run's discriminator itself (logits of [-1, 1] images), from inside its logged model."""
     import mlflow
@@ -53,7 +66,7 @@ def test_sample_writes_uint8_images(run):
     assert len(pngs) == 12 and np.array_equal(iio.imread(pngs[3]), images[3])
 
 
-def test_detect_scores_files_and_reports_bad_ones(run):
+def test_detect_scores_files_and_reports_bad_ones(run, capsys, monkeypatch):
     run_dir, store, root = run
     real = load_mnist(compose(["run_dir=x"]).data).test_x[:2]
     for i, image in enumerate(real):
@@ -74,20 +87,23 @@ def test_detect_scores_files_and_reports_bad_ones(run):
     assert np.allclose([r["p_real_discriminator"] for r in scored], expected, atol=1e-3)
     assert all(r["p_real_detector"] is not None and r["verdict"] in ("real", "generated") for r in scored)
 
-    text = run_cli("detect", "--run", str(run_dir), "--tracking-uri", store, "real_0.png", "missing.png", cwd=root)
-    assert text.returncode == 1
-    assert text.stdout.startswith("real_0.png  p_real: discriminator ")
-    assert text.stderr.strip().splitlines()[-1].startswith("missing.png: error: cannot read as an image")
+    monkeypatch.chdir(root)
+    code, out, err = call("detect", "--run", str(run_dir), "--tracking-uri", store, "real_0.png", "missing.png",
+                          capsys=capsys)
+    assert code == 1
+    assert out.startswith("real_0.png  p_real: discriminator ")
+    assert err.strip().splitlines()[-1].startswith("missing.png: error: cannot read as an image")
 
 
-def test_detect_unknown_run_is_one_line(run):
+def test_detect_unknown_run_is_one_line(run, capsys, monkeypatch):
     _, store, root = run
-    done = run_cli("detect", "--run", "no-such-run", "--tracking-uri", store, "x.png", cwd=root)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == f"error: --run no-such-run: no such run directory, nor a run id in {store}"
+    monkeypatch.chdir(root)
+    code, _, err = call("detect", "--run", "no-such-run", "--tracking-uri", store, "x.png", capsys=capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"error: --run no-such-run: no such run directory, nor a run id in {store}"
 
 
-def test_the_champion_is_found_by_its_alias_and_served(run):
+def test_the_champion_is_found_by_its_alias_and_served(run, capsys, monkeypatch):
     """The run's generator and detector registered as the champion (what confirm does with the study's
     winner): sample and detect take models:/NAME@champion, a second registration adds no version, a generator
     given to detect is refused in one line, and `mlflow models serve` answers a POST of pixels with p_real."""
@@ -97,25 +113,27 @@ def test_the_champion_is_found_by_its_alias_and_served(run):
     from ganstudy.mlflow_models import load, register_champion
 
     run_dir, store, root = run
+    monkeypatch.chdir(root)
     mlflow.set_tracking_uri(store)
     run_id = (run_dir / "mlflow_run_id.txt").read_text()
     assert register_champion(run_id) == register_champion(run_id) == {"ganstudy-generator": "1", "ganstudy-detector": "1"}
     assert len(MlflowClient(store).search_model_versions("name='ganstudy-detector'")) == 1
-    done = run_cli("sample", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "-n", "3",
-                   "-o", "champion.npz", cwd=root)
-    assert done.returncode == 0, done.stderr
+    code, _, err = call("sample", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "-n", "3",
+                        "-o", "champion.npz", capsys=capsys)
+    assert code == 0, err
     with np.load(root / "champion.npz") as f:
         images = f["images"]
     np.savez(root / "champion_images.npz", images=images)
-    done = run_cli("detect", "--model", "models:/ganstudy-detector@champion", "--tracking-uri", store, "--json",
-                   "champion_images.npz", cwd=root)
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    code, out, err = call("detect", "--model", "models:/ganstudy-detector@champion", "--tracking-uri", store, "--json",
+                          "champion_images.npz", capsys=capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
     detector = load("models:/ganstudy-detector@champion")
     assert np.allclose([r["p_real_model"] for r in rows], detector.predict(images.astype(np.float32), verbose=0).ravel(),
                        atol=1e-3)
-    wrong = run_cli("detect", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "x.png", cwd=root)
-    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1] == (
+    code, _, err = call("detect", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "x.png",
+                        capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
         "error: --model models:/ganstudy-generator@champion: is a generator, not an image scorer (detector, discriminator)")
 
     port = free_port()

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose
-from conftest import load, start, sweep_args
+from conftest import load, start, sweep_args, sweep_main
 
 
 def trials_so_far(tmp_path):
@@ -41,7 +41,7 @@ def ended(trials):
 
 
 @pytest.mark.slow
-def test_tiny_sweep_regression(tiny_study):
+def test_tiny_sweep_regression(tiny_study, capsys):
     tmp_path = tiny_study
     study = load(tmp_path)
     trials = study.get_trials()
@@ -88,9 +88,8 @@ def test_tiny_sweep_regression(tiny_study):
     assert scripts and set(scripts) == {"plotly.min.js"} and (report / "plotly.min.js").exists()
     assert not re.search(r"<(img|script|link)[^>]*(src|href)=[\"']https?:", page)
     # Rerunning a finished study adds nothing.
-    again = start(tmp_path, sweep_args(tmp_path))
-    again.communicate(timeout=300)
-    assert again.returncode == 0 and len(load(tmp_path).get_trials()) == 4
+    code, out = sweep_main(sweep_args(tmp_path), capsys)
+    assert code == 0 and len(load(tmp_path).get_trials()) == 4, out
 
 
 def running_with_run(tmp_path, seen=()):
@@ -150,6 +149,9 @@ def test_a_study_reaches_its_total_through_ctrl_c_and_killed_workers(tmp_path):
     (["space[model.dropout].high=1.5"], "sweep=tiny: space.model.dropout: 1.5 cannot run (model.dropout=1.5: must be"),
     (["space={train.batch_size: {choices: [32, 512]}}"],
      "sweep=tiny: space.train.batch_size: 512 cannot run (train.batch_size=512: must be at most the 256 training images)"),
+    (["space={train.batch_size: {choices: [32, 16.5]}}"],
+     "sweep=tiny: space.train.batch_size: 16.5 cannot run (train.batch_size=16.5: Value '16.5' of type 'float' could "
+     "not be converted to Integer)"),
     (["objective=detector_auc"], "sweep=tiny: objective=detector_auc: must be a metric the runs log (detector_auc "
                                  "needs eval.detector=true in base)"),
     (["enqueue=[{model.dropout: 0.9}]"], "sweep=tiny: enqueue[0].model.dropout=0.9: must be in [0.0, 0.5]"),
@@ -396,7 +398,7 @@ def test_a_study_carried_to_another_tracking_store_gets_a_parent_run_there(tmp_p
 
 
 @pytest.mark.slow
-def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_their_own(tmp_path):
+def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_their_own(tmp_path, capsys):
     """The tiny study (3 trials) by two workers started together on a new SQLite storage, one of them with two
     trials side by side (jobs=2): one parent run, no trial twice. Then a study of the same name on another
     storage (as after removing mlruns/) from the same folder, with the same MLflow store: every trial of both
@@ -418,10 +420,8 @@ def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_thei
     other.set_user_attr("ganstudy_instance", "rung")
     other.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={1: 1.0, 3: 1.0},
                                               system_attrs={"completed_rung_0": 1.0, "completed_rung_1": 1.0}))
-    second = start(tmp_path, sweep_args(tmp_path, "n_trials=2", f"storage=sqlite:///{tmp_path}/other.db"))
-    out, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, out
-    assert "failed" not in out
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=2", f"storage=sqlite:///{tmp_path}/other.db"), capsys)
+    assert code == 0 and "fail" not in out, out
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     pruned = other.get_trials()[1]
     assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [1]
@@ -444,7 +444,7 @@ def test_two_studies_of_one_name_in_one_folder_each_train_under_a_parent_of_thei
 
 
 @pytest.mark.slow
-def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path):
+def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path, capsys):
     """Trial 0's folder holds another run (as a study's folder would when something else wrote there): the
     study stops after that one trial, with one line and exit status 2, instead of failing every trial."""
     study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
@@ -452,9 +452,8 @@ def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path)
     occupied = tmp_path / "trials" / "tiny-fixed" / "trial_0000"
     occupied.mkdir(parents=True)
     (occupied / "mlflow_run_id.txt").write_text("0" * 32)
-    done = start(tmp_path, sweep_args(tmp_path))
-    out, _ = done.communicate(timeout=300)
-    assert done.returncode == 2, out
+    code, out = sweep_main(sweep_args(tmp_path), capsys)
+    assert code == 2, out
     assert out.strip().splitlines()[-1] == (f"error: the study stopped: run_dir={occupied}: holds run {'0' * 32}; "
                                             f"continue it with resume={occupied}, or choose another folder")
     (trial,) = load(tmp_path).get_trials()
@@ -463,14 +462,13 @@ def test_a_reason_every_trial_would_meet_stops_the_study_with_one_line(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path):
+def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path, capsys):
     """The article arm with SGD at lr 1e30 diverges: the table still comes, with that seed listed as failed,
     its run FAILED with its reason, and exit status 1; a rerun trains that seed again in a new folder."""
     decided_study(tmp_path)
     args = sweep_args(tmp_path, "n_trials=1", "enqueue=[]", "confirm=true", "seeds=1", "baseline=[optimizer=sgd,lr=1e30]")
-    done = start(tmp_path, args)
-    out, _ = done.communicate(timeout=600)
-    assert done.returncode == 1, out
+    code, out = sweep_main(args, capsys)
+    assert code == 1, out
     assert re.search(r"^article .* 0 .*seed 1$", out, re.M), out  # no seed counted, seed 1 failed
     assert re.search(r"^failed: article seed 1: run \w+ diverged at epoch 1", out, re.M)
     assert "best vs tiny: ratio" in out and "best vs article: no ratio" in out and "Traceback" not in out

@@ -124,30 +124,32 @@ def redraw(spec: DictConfig, parent_run_id: str) -> None:
 
 
 def _draw_plots(storage_url: str, spec: DictConfig, parent_run_id: str, wait: bool) -> None:
-    """Draw the plots and the study page in a spawned process of its own, while the next trial trains:
-    plotting (matplotlib, plotly, fANOVA importances) would otherwise hold it up and grow the sweep's memory.
-    A round that finds the last one still drawing is skipped; the final round waits for it and for itself."""
-    import multiprocessing
+    """Draw the plots and the study page in a process of its own (from the runs' fork server, its imports
+    done), while the next trial trains: plotting (matplotlib, plotly, fANOVA importances) would otherwise hold
+    it up and grow the sweep's memory. A round that finds the last one still drawing is skipped; the final
+    round waits for it and for itself."""
+    from ganstudy.runner import fork_context
 
     global _drawing
     if _drawing is not None and _drawing.is_alive():
         if not wait:
             return
         _drawing.join()
-    ctx = multiprocessing.get_context("spawn")
-    _drawing = ctx.Process(target=_plot_job, args=(storage_url, spec.study_name, spec.objective, parent_run_id,
-                                                   mlflow.get_tracking_uri()),
-                           daemon=True, name="ganstudy-plots")
+    _drawing = fork_context().Process(
+        target=_plot_job, args=(storage_url, spec.study_name, spec.objective, parent_run_id, mlflow.get_tracking_uri(),
+                                dict(os.environ)), daemon=True, name="ganstudy-plots")
     _drawing.start()
     if wait:
         _drawing.join()
 
 
-def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: str, tracking_uri: str) -> None:
+def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: str, tracking_uri: str,
+              environ: dict) -> None:
     from ganstudy import study_page
     from ganstudy.storage import make_storage
 
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # the page downloads trials' pictures
+    os.environ.clear()
+    os.environ.update(environ, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")  # the page downloads trials' pictures
     mlflow.set_tracking_uri(tracking_uri)
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     with tempfile.TemporaryDirectory() as tmp:

@@ -98,9 +98,27 @@ def trial_base(spec: DictConfig) -> list[str]:
 def runnable(overrides: list[str]) -> DictConfig:
     """The composed run config, checked as train() checks it (ranges, and sizes against the data)."""
     cfg = compose(overrides + ["run_dir=unused"])
+    _check_runnable(cfg)
+    return cfg
+
+
+def _check_runnable(cfg: DictConfig) -> None:
     validate(cfg)
     check_against_data(cfg, *_data_sizes(cfg.data.name, cfg.data.path, cfg.data.holdout, cfg.data.limit))
-    return cfg
+
+
+def _runnable_with(base: DictConfig, base_overrides: list, key: str, value: Any) -> None:
+    """Checks `base_overrides` + `key=value` as runnable() does. A config group's choice is composed anew; any
+    other key is set on a copy of `base` (what Hydra's override does, without its 0.15 s composition)."""
+    if OmegaConf.is_dict(base.get(key)):  # a config group
+        runnable(list(base_overrides) + [f"{key}={value}"])
+        return
+    cfg = base.copy()
+    try:
+        OmegaConf.update(cfg, key, value, merge=False)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{key}={value}: {str(err).splitlines()[0]}") from None
+    _check_runnable(cfg)
 
 
 @functools.lru_cache(maxsize=8)
@@ -204,7 +222,7 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
         _fail(name, f"{where}: step={param.step}: must be > 0")
     for value in (param.choices if "choices" in param else (param.low, param.high)):
         try:  # every choice and both ends of a range must make a valid run
-            runnable(list(base_overrides) + [f"{key}={value}"])
+            _runnable_with(base, base_overrides, key, value)
         except ConfigError as err:
             _fail(name, f"{where}: {value} cannot run ({err})")
     for other, value in (param.get("when") or {}).items():
