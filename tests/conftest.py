@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny composed config whose outputs all land in tmp_path."""
+"""Shared fixtures and helpers: tiny runs and studies whose outputs all land in tmp_path."""
 from __future__ import annotations
 
 import os
@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from ganstudy.config import compose  # noqa: E402
 
 
 # Modules whose tests share a module-scoped fixture that costs a training run or a server.
@@ -76,13 +74,10 @@ def store(tmp_path) -> str:
 
 @pytest.fixture
 def tiny_overrides(tmp_path, store) -> list[str]:
+    """experiment=tiny into tmp_path, without the post-hoc detector (its CNN costs a tiny run a third more;
+    the tests of the detector turn it on)."""
     return ["experiment=tiny", f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts",
-            f"run_dir={tmp_path}/run", "train.progress=none"]
-
-
-@pytest.fixture
-def tiny_cfg(tiny_overrides):
-    return compose(tiny_overrides)
+            f"run_dir={tmp_path}/run", "train.progress=none", "eval.detector=false"]
 
 
 def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ def artifact_paths(client, run_id, path=None):
 
 def test_tiny_run_logs_params_metrics_and_artifacts(tiny_overrides, store, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # MLflow's default 10 s outlasts the run
-    made = train(compose(tiny_overrides + ["train.epochs=2"]))
+    made = train(compose(tiny_overrides + ["train.epochs=2", "eval.detector=true"]))
     result = made.metrics
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("ganstudy").experiment_id])
@@ -106,7 +106,7 @@ EVAL_METRICS = ("fid", "kid", "mnist_score", "precision", "recall", "modes_cover
 
 
 def test_tiny_run_logs_quality_and_detection(tiny_overrides, store):
-    result = train(compose(tiny_overrides + ["train.epochs=3", "eval.every=2"])).metrics
+    result = train(compose(tiny_overrides + ["train.epochs=3", "eval.every=2", "eval.detector=true"])).metrics
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("ganstudy").experiment_id])
     for name in EVAL_METRICS:
