@@ -11,8 +11,9 @@ pytestmark = pytest.mark.slow  # trains models
 def test_each_run_takes_the_callers_folder_and_environment_at_its_start(tmp_path, store, monkeypatch):
     """The fork server starts with the first run, in that run's folder and environment; the second run,
     started elsewhere with another environment, must get its own, as a freshly spawned process would."""
-    base = ["experiment=tiny", "train.epochs=1", f"tracking.uri={store}", f"tracking.artifact_root={tmp_path}/artifacts",
-            "train.progress=none", "run_dir=run", "tracking.run_name=${oc.env:GANSTUDY_TEST_NAME}"]
+    base = ["experiment=tiny", "train.epochs=1", "eval.detector=false", f"tracking.uri={store}",
+            f"tracking.artifact_root={tmp_path}/artifacts", "train.progress=none", "run_dir=run",
+            "tracking.run_name=${oc.env:GANSTUDY_TEST_NAME}"]
     for name in ("first", "second"):
         (tmp_path / name).mkdir()
         monkeypatch.chdir(tmp_path / name)

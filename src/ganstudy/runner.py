@@ -32,9 +32,10 @@ class RunFailed(RuntimeError):
 
 
 # What the fork server imports once for every child (ganstudy first: it quiets TensorFlow's import): a run's
-# modules, MLflow's SQL store (imported on first use: 2-3 s a child), matplotlib, and the study's report.
+# modules, what MLflow imports on first use (its SQL store: 2-3 s a child; its Keras flavour), matplotlib, and
+# the study's report.
 PRELOAD = ["ganstudy.train", "tensorflow", "keras", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
-           "ganstudy.evaluate", "matplotlib.figure", "ganstudy.report"]
+           "mlflow.keras.save", "ganstudy.evaluate", "matplotlib.figure", "ganstudy.report"]
 _running: set = set()  # the processes of the runs in progress, for stop_all()
 _running_lock = threading.Lock()
 
