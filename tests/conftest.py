@@ -128,6 +128,16 @@ def sweep_args(tmp_path, *extra):
             f"tracking.artifact_root={tmp_path}/artifacts]", *extra]
 
 
+def call_main(main, args, capsys) -> tuple[int, str, str]:
+    """A command's `main(args)` called in this process, as `python -m` would run it: exit status, stdout, stderr."""
+    try:
+        code = main(list(args)) or 0
+    except SystemExit as exit_:
+        code = exit_.code
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
+
+
 def sweep_main(args, capsys) -> tuple[int, str]:
     """`python -m ganstudy.sweep args` run in this process (the trials still each in a process of their own):
     its exit status and what it printed (stdout, Optuna's log lines, then stderr). Cheaper than `start` by an
@@ -145,15 +155,11 @@ def sweep_main(args, capsys) -> tuple[int, str]:
     optuna.logging.get_logger("optuna").addHandler(to_list)
     handler = signal.getsignal(signal.SIGINT)
     try:
-        sweep.main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
+        code, out, err = call_main(sweep.main, args, capsys)
     finally:
         signal.signal(signal.SIGINT, handler)  # main() installs its own
         optuna.logging.get_logger("optuna").removeHandler(to_list)
-    printed = capsys.readouterr()
-    return code, "\n".join([printed.out, *logged, printed.err])
+    return code, "\n".join([out, *logged, err])
 
 
 def start(tmp_path, args, new_session=False):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from conftest import free_port, run_cli, serve
+from conftest import call_main, free_port, run_cli, serve
 from ganstudy.config import compose
 from ganstudy.data import load_mnist, to_model_range
 from ganstudy.train import train
@@ -35,12 +35,7 @@ def call(module: str, *args: str, capsys) -> tuple[int, str, str]:
     runs it as its own process): exit status, stdout, stderr."""
     import importlib
 
-    try:
-        code = importlib.import_module(f"ganstudy.{module}").main(list(args)) or 0
-    except SystemExit as exit_:
-        code = exit_.code
-    printed = capsys.readouterr()
-    return code, printed.out, printed.err
+    return call_main(importlib.import_module(f"ganstudy.{module}").main, args, capsys)
 
 
 def discriminator_logits(run_dir, store):
