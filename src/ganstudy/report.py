@@ -146,10 +146,10 @@ def _draw_plots(storage_url: str, spec: DictConfig, parent_run_id: str, wait: bo
 def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: str, tracking_uri: str,
               environ: dict) -> None:
     from ganstudy import study_page
+    from ganstudy.runner import adopt_environment
     from ganstudy.storage import make_storage
 
-    os.environ.clear()
-    os.environ.update(environ, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")  # the page downloads trials' pictures
+    adopt_environment({**environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})  # the page downloads pictures
     mlflow.set_tracking_uri(tracking_uri)
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     with tempfile.TemporaryDirectory() as tmp:

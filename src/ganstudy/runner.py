@@ -122,6 +122,13 @@ def fork_context():
     return ctx
 
 
+def adopt_environment(environ: dict) -> None:
+    """In a child of the fork server: take the caller's environment, sent at the child's start (the server's
+    own is the one it was started with)."""
+    os.environ.clear()
+    os.environ.update(environ)
+
+
 def _spawn():
     ctx = fork_context()
     conn, child_conn = ctx.Pipe()
@@ -192,8 +199,7 @@ def _child(conn) -> None:
         from ganstudy.train import train
 
         overrides, parent_run_id, tags, label, environ = conn.recv()
-        os.environ.clear()
-        os.environ.update(environ)
+        adopt_environment(environ)
         if label:
             sys.stdout, sys.stderr = _Prefixed(sys.stdout, label), _Prefixed(sys.stderr, label)
         result = train(compose(overrides), on_eval=on_eval, on_start=on_start, parent_run_id=parent_run_id, tags=tags)

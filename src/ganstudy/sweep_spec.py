@@ -107,10 +107,10 @@ def _check_runnable(cfg: DictConfig) -> None:
     check_against_data(cfg, *_data_sizes(cfg.data.name, cfg.data.path, cfg.data.holdout, cfg.data.limit))
 
 
-def _runnable_with(base: DictConfig, base_overrides: list, key: str, value: Any) -> None:
+def _runnable_with(base: DictConfig, base_overrides: list, key: str, value: Any, is_group: bool) -> None:
     """Checks `base_overrides` + `key=value` as runnable() does. A config group's choice is composed anew; any
     other key is set on a copy of `base` (what Hydra's override does, without its 0.15 s composition)."""
-    if OmegaConf.is_dict(base.get(key)):  # a config group
+    if is_group:
         runnable(list(base_overrides) + [f"{key}={value}"])
         return
     cfg = base.copy()
@@ -222,7 +222,7 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
         _fail(name, f"{where}: step={param.step}: must be > 0")
     for value in (param.choices if "choices" in param else (param.low, param.high)):
         try:  # every choice and both ends of a range must make a valid run
-            _runnable_with(base, base_overrides, key, value)
+            _runnable_with(base, base_overrides, key, value, key in groups)
         except ConfigError as err:
             _fail(name, f"{where}: {value} cannot run ({err})")
     for other, value in (param.get("when") or {}).items():
