@@ -103,20 +103,23 @@ def test_resume_by_run_id_without_the_run_folder(tiny_overrides, store, tmp_path
 
 def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, store, tmp_path):
     """train.checkpoints=latest deletes the checkpoint when the run ends (a sweep's trials): `resume=` on the
-    finished run refuses with one line, by folder and by id, and the run stays as it was."""
-    from ganstudy.config import compose
+    finished run refuses with one line, by folder (the command) and by id (in this process), and the run stays
+    as it was."""
+    from ganstudy.config import ConfigError, compose
     from ganstudy.train import train
 
     result = train(compose(tiny_overrides + ["train.epochs=2", "train.checkpoints=latest"]))
     client = MlflowClient(store)
     before = history(client, result.run_id)
-    for ref in ("run", result.run_id):
-        done = run_cli("train", *tiny_overrides, "train.epochs=3", "train.checkpoints=latest", f"resume={ref}",
-                       f"run_dir={tmp_path}/again", cwd=tmp_path)
-        assert done.returncode == 2
-        assert done.stderr.strip() == (f"error: resume={ref}: run {result.run_id} logged 2 epochs but kept no checkpoint "
-                                       "to continue from (it ran with train.checkpoints=latest, whose checkpoint goes "
-                                       "when the run ends; train.checkpoints=all keeps them); train a new run instead")
+    why = (f"run {result.run_id} logged 2 epochs but kept no checkpoint to continue from (it ran with "
+           "train.checkpoints=latest, whose checkpoint goes when the run ends; train.checkpoints=all keeps them); "
+           "train a new run instead")
+    again = ["train.epochs=3", "train.checkpoints=latest", f"run_dir={tmp_path}/again"]
+    done = run_cli("train", *tiny_overrides, *again, "resume=run", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == f"error: resume=run: {why}"
+    with pytest.raises(ConfigError) as refused:
+        train(compose(tiny_overrides + again + [f"resume={result.run_id}"]))
+    assert str(refused.value) == f"resume={result.run_id}: {why}"
     assert history(client, result.run_id) == before and client.get_run(result.run_id).info.status == "FINISHED"
 
 
