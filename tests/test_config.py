@@ -44,10 +44,12 @@ def test_default_is_the_quick_experiment():
     ("train.epochs=0", "train.epochs=0: must be an integer >= 1"),
     ("train.precision=fp8", "train.precision=fp8: must be one of float32, mixed_bfloat16, mixed_float16"),
     ("train.label_smoothing=1", "train.label_smoothing=1.0: must be in [0, 1)"),
+    ("data=mnist data.holdout=1000", "data.holdout=1000: must be 10000 for data=mnist, which holds out its official "
+                                     "test split (holdout splits data=mnist5k)"),
 ])
 def test_invalid_values_name_key_and_allowed(override, message):
     with pytest.raises(ConfigError) as err:
-        validate(compose([override, "run_dir=/tmp/x"]))
+        validate(compose([*override.split(), "run_dir=/tmp/x"]))
     assert str(err.value) == message
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import count_runs, run_cli
 
 pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
@@ -81,15 +81,23 @@ def test_a_run_killed_mid_epoch_resumes_into_the_same_run_exactly_as_if_never_ki
 
 
 def test_resume_by_run_id_without_the_run_folder(tiny_overrides, store, tmp_path):
-    """Another machine: the run folder is gone, so the checkpoints come from the MLflow artifact store."""
+    """Another machine: the run folder is gone, so the checkpoints come from the MLflow artifact store (never
+    into a folder that holds another run)."""
     import shutil
 
-    from ganstudy.config import compose
+    from ganstudy.config import ConfigError, compose
     from ganstudy.train import train
 
     train(compose(tiny_overrides + ["train.epochs=2"]))
     run_id = (tmp_path / "run" / "mlflow_run_id.txt").read_text()
     shutil.rmtree(tmp_path / "run")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "mlflow_run_id.txt").write_text("f" * 32)
+    with pytest.raises(ConfigError) as refused:
+        train(compose(tiny_overrides + ["train.epochs=3", f"resume={run_id}", f"run_dir={occupied}"]))
+    assert str(refused.value).startswith(f"run_dir={occupied}: holds run {'f' * 32}; ")
+    assert not (occupied / "checkpoints").exists()
     train(compose(tiny_overrides + ["train.epochs=3", f"resume={run_id}", f"run_dir={tmp_path}/elsewhere"]))
     client = MlflowClient(store)
     assert sorted(m.step for m in client.get_metric_history(run_id, "d_loss")) == [1, 2, 3]
@@ -99,6 +107,20 @@ def test_resume_by_run_id_without_the_run_folder(tiny_overrides, store, tmp_path
     assert (tmp_path / "elsewhere" / "checkpoints" / "ckpt-3.index").exists()
     assert (tmp_path / "elsewhere" / "mlflow_run_id.txt").read_text() == run_id
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+
+
+def test_a_folder_another_process_trains_in_is_refused(tiny_overrides, store, tmp_path):
+    """Two runs into one folder at once (Hydra's default run_dir is the second its command started): the later
+    stops with one line before its MLflow run exists."""
+    from ganstudy.config import ConfigError, compose
+    from ganstudy.tracking import claim_folder
+    from ganstudy.train import train
+
+    with claim_folder(tmp_path / "run", None):  # what the first run's process holds while it trains
+        with pytest.raises(ConfigError) as refused:
+            train(compose(tiny_overrides))
+    assert str(refused.value) == f"run_dir={tmp_path / 'run'}: another process is training in it; choose another folder"
+    assert count_runs(store) == 0
 
 
 def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, store, tmp_path):

@@ -61,6 +61,13 @@ def test_sample_writes_uint8_images(run):
     assert len(pngs) == 12 and np.array_equal(iio.imread(pngs[3]), images[3])
 
 
+def test_sample_refuses_best_with_a_model_uri(capsys):
+    """--best names a run's best generator; a model URI has only the one it names: a usage error, not ignored."""
+    code, _, err = call("sample", "--model", "models:/ganstudy-generator@champion", "--best", capsys=capsys)
+    assert code == 2 and err.splitlines()[-1].endswith("error: --best picks a run's best generator: use it with "
+                                                       "--run, not --model")
+
+
 def test_detect_scores_files_and_reports_bad_ones(run, capsys, monkeypatch):
     run_dir, store, root = run
     real = load_mnist(compose(["run_dir=x"]).data).test_x[:2]

@@ -146,6 +146,12 @@ def test_a_study_reaches_its_total_through_ctrl_c_and_killed_workers(tmp_path):
     (["space[optimizer.lr_g].low=0"], "sweep=tiny: space.optimizer.lr_g: a log range needs low > 0"),
     (["objective=accuracy"], "sweep=tiny: objective=accuracy: must be one of fid_best"),
     (["n_trials=0"], "sweep=tiny: n_trials=0: must be an integer >= 1"),
+    (["heartbeat=0"], "sweep=tiny: heartbeat=0: must be an integer >= 1"),
+    (["pruner.reduction_factor=1"], "sweep=tiny: pruner.reduction_factor=1: must be an integer >= 2"),
+    (["pruner.min_resource=0"], "sweep=tiny: pruner.min_resource=0: must be an integer >= 1"),
+    (["pruner.bootstrap_count=-1"], "sweep=tiny: pruner.bootstrap_count=-1: must be an integer >= 0"),
+    (["time_budget=-5"], "sweep=tiny: time_budget=-5.0: must be > 0 seconds"),
+    (["base_name=best"], "sweep=tiny: base_name=best: name the base arm something other than best or article"),
     (["space[model.dropout].high=1.5"], "sweep=tiny: space.model.dropout: 1.5 cannot run (model.dropout=1.5: must be"),
     (["space={train.batch_size: {choices: [32, 512]}}"],
      "sweep=tiny: space.train.batch_size: 512 cannot run (train.batch_size=512: must be at most the 256 training images)"),
@@ -357,6 +363,7 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
     for trial in (diverged, crashed):
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FAILED" and run.data.tags["ganstudy.trial_state"] == "failed"
+        assert run.data.tags["ganstudy.fail_reason"] == trial.user_attrs["fail_reason"]
     assert client.get_run(diverged.user_attrs["mlflow_run_id"]).data.tags["ganstudy.diverged"] == "true"
 
 
@@ -489,6 +496,22 @@ def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path
     assert folders == ["confirm_article_seed1", "confirm_article_seed1_attempt2"]
 
 
+def test_a_config_error_in_confirm_is_one_line(tmp_path, capsys, monkeypatch):
+    """A reason every confirm run would meet (a ConfigError from confirm) ends the command as bad input does:
+    one line, exit status 2, no traceback."""
+    from ganstudy import confirm
+
+    def refuse(*_):
+        raise ConfigError("train.threads=9: TensorFlow already runs in this process with 1")
+
+    monkeypatch.setattr(confirm, "confirm", refuse)
+    decided_study(tmp_path)
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=1", "enqueue=[]", "confirm=true"), capsys)
+    assert code == 2 and out.strip().splitlines()[-1] == "error: train.threads=9: TensorFlow already runs in this " \
+                                                         "process with 1", out
+    assert "Traceback" not in out
+
+
 @pytest.mark.slow
 def test_confirm_at_the_same_wall_clock_time(tmp_path, capsys):
     """budgets=[time]: every arm trains until 2 s are spent (the epoch cap out of reach), and the table says
@@ -531,7 +554,9 @@ def test_trials_asked_at_the_same_moment_get_settings_of_their_own(tmp_path, sam
 @pytest.mark.slow
 def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_study):
     """`python -m ganstudy.best_experiment` writes the study's best trial as a Hydra experiment, which
-    `python -m ganstudy.train --config-dir conf experiment=NAME` composes with the trial's values."""
+    `python -m ganstudy.train --config-dir conf experiment=NAME` composes to the confirm's best arm: the trial's
+    values on the study's base (experiment=tiny's data and model size, base's budget), all but where the run is
+    kept."""
     from conftest import run_cli
 
     study = load(tiny_study)
@@ -546,6 +571,13 @@ def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_stu
     for key, value in study.best_params.items():
         assert OmegaConf.select(cfg, "optimizer.name" if key == "optimizer" else key) == value, key
     assert cfg.train.epochs == 2  # the study's base budget (its trials trained 3)
+    from ganstudy.confirm import best_arm
+
+    arm = compose(best_arm(study.best_params, sweep_spec.load("tiny", sweep_args(tiny_study)[1:])) + ["run_dir=unused"])
+    for kept in (cfg, arm):
+        OmegaConf.set_struct(kept, False)
+        del kept.run_dir, kept.resume, kept.tracking, kept.train.progress, kept.train.checkpoints
+    assert OmegaConf.to_container(cfg, resolve=True) == OmegaConf.to_container(arm, resolve=True)
     missing = run_cli("best_experiment", *sweep_args(tiny_study), "study_name=nope", cwd=tiny_study)
     assert missing.returncode == 2 and missing.stderr.strip().endswith(
         f"error: study_name=nope: no such study in sqlite:///{tiny_study}/optuna.db")

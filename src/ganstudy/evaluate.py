@@ -8,7 +8,6 @@ from ganstudy import metrics
 from ganstudy.classifier import FeatureNet
 from ganstudy.data import Splits, to_model_range
 
-QUALITY = ("fid", "kid", "mnist_score", "precision", "recall", "modes_covered", "class_kl")
 REFERENCE_IMAGES = 10_000
 
 

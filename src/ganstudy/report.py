@@ -88,6 +88,7 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
     complete = _finished(study)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     from ganstudy.study_page import trial_cost
+    from ganstudy.tracking import Tag
 
     costs = [trial_cost(t) for t in study.get_trials(deepcopy=False)]
     spent = {"trial_epochs": sum(e for e, _ in costs), "trial_minutes": sum(m for _, m in costs if m is not None)}
@@ -103,7 +104,7 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
             best = study.best_trial
             client.log_metric(parent_run_id, f"best_{spec.objective}", best.value, step=len(states))
             client.log_metric(parent_run_id, "best_trial", best.number, step=len(states))
-            client.set_tag(parent_run_id, "best_params", json.dumps(best.params))
+            client.set_tag(parent_run_id, Tag.BEST_PARAMS, json.dumps(best.params))
             (out / "best.json").write_text(json.dumps({"trial": best.number, "value": best.value,
                                                        "params": best.params, **best.user_attrs}, indent=2))
             client.log_artifact(parent_run_id, str(out / "best.json"))

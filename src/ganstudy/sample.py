@@ -24,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"-n {args.n}: must be an integer >= 1")
+    if args.best and args.model:
+        p.error("--best picks a run's best generator: use it with --run, not --model")
     return args
 
 

@@ -162,7 +162,7 @@ def _failed(trial: optuna.Trial, reason: str) -> float:
     trial.set_user_attr("fail_reason", reason)
     print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
     try:
-        _tag_run(trial, "failed")
+        _tag_run(trial, "failed", reason)
     except Exception as err:  # noqa: BLE001 - the store that failed the trial may fail this too
         print(f"trial {trial.number}: its MLflow run was not tagged ({type(err).__name__}: {mask(str(err))})",
               file=sys.stderr, flush=True)
@@ -178,16 +178,18 @@ class _QuietFailures(logging.Filter):
         return not interrupted.is_set() and "The value nan is not acceptable" not in record.getMessage()
 
 
-def _tag_run(trial: optuna.Trial, state: str) -> None:
+def _tag_run(trial: optuna.Trial, state: str, fail_reason: str | None = None) -> None:
     from mlflow.tracking import MlflowClient
 
-    from ganstudy.tracking import end_if_running
+    from ganstudy.tracking import end_if_running, mark_failed
 
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id is None:  # the run never started (a setting the data refused)
         return
     MlflowClient().set_tag(run_id, Tag.TRIAL_STATE, state)
-    end_if_running(run_id, "FAILED")
+    if fail_reason is not None:
+        mark_failed(run_id, fail_reason)
+    end_if_running(run_id, "FAILED")  # a process that died left it RUNNING
 
 
 class _TakingTurns:
@@ -342,14 +344,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with exit_on_config_error():
             study = run_study(spec)
-        from ganstudy import report
+            from ganstudy import report
 
-        report.print_summary(study, spec)
-        if spec.confirm:
-            from ganstudy.confirm import confirm, failed_any
+            report.print_summary(study, spec)
+            if spec.confirm:
+                from ganstudy.confirm import confirm, failed_any
 
-            if failed_any(confirm(study, spec, study.user_attrs[report.PARENT_ATTR])):
-                sys.exit(1)  # the tables are printed; some of their runs failed
+                if failed_any(confirm(study, spec, study.user_attrs[report.PARENT_ATTR])):
+                    sys.exit(1)  # the tables are printed; some of their runs failed
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
         sys.exit(130)

@@ -16,6 +16,11 @@ from ganstudy.storage import check_url
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("asha", "median", "hyperband", "none")
+# The least each integer setting may be (Optuna's own limits for the sampler's and pruners').
+MINIMUMS = {"n_trials": 1, "jobs": 1, "seeds": 1, "heartbeat": 1, "sampler.n_startup_trials": 0,
+            "pruner.n_startup_trials": 0, "pruner.n_warmup_steps": 0, "pruner.min_resource": 1,
+            "pruner.reduction_factor": 2, "pruner.bootstrap_count": 0}
+ARMS = ("best", "article")  # the confirm arms besides the base, whose name (base_name) must differ
 PARAM_KEYS = {"low", "high", "log", "step", "choices", "when"}
 
 
@@ -58,7 +63,7 @@ class SweepSpec:
     seeds: int = 3
     budgets: list = field(default_factory=lambda: ["epochs", "time"])  # confirm at the same epochs, same seconds
     time_budget: Optional[float] = None  # confirm's seconds per run at the same time; null: the best arm's own
-    out_dir: str = "outputs/sweeps"      # trial run folders: OUT_DIR/STUDY/trial_NNNN
+    out_dir: str = "outputs/sweeps"      # run folders: OUT_DIR/STUDY-INSTANCE/trial_NNNN
 
 
 def sweep_path(name: str) -> Path:
@@ -141,17 +146,18 @@ def check(spec: DictConfig, name: str) -> None:
         spec.direction = OBJECTIVES.get(spec.objective)
     if spec.direction is not None and spec.direction not in ("minimize", "maximize"):
         _fail(name, f"direction={spec.direction}: must be minimize or maximize")
-    if spec.n_trials < 1:
-        _fail(name, f"n_trials={spec.n_trials}: must be an integer >= 1")
+    for key, least in MINIMUMS.items():
+        if (value := OmegaConf.select(spec, key)) < least:
+            _fail(name, f"{key}={value}: must be an integer >= {least}")
     if spec.storage:
         try:
             check_url(spec.storage)
         except ConfigError as err:
             _fail(name, str(err))
-    if spec.jobs < 1:
-        _fail(name, f"jobs={spec.jobs}: must be an integer >= 1")
-    if spec.seeds < 1:
-        _fail(name, f"seeds={spec.seeds}: must be an integer >= 1")
+    if spec.base_name in ARMS or not spec.base_name:
+        _fail(name, f"base_name={spec.base_name}: name the base arm something other than {' or '.join(ARMS)}")
+    if spec.time_budget is not None and not spec.time_budget > 0:
+        _fail(name, f"time_budget={spec.time_budget}: must be > 0 seconds (or null: the best arm's own time)")
     if not spec.budgets or not set(spec.budgets) <= {"epochs", "time"}:
         _fail(name, f"budgets={list(spec.budgets)}: must name epochs, time or both")
     if "time" in spec.budgets and "epochs" not in spec.budgets and not spec.time_budget:

@@ -14,6 +14,7 @@ from ganstudy.redact import mask
 from ganstudy.yardstick import refuse_other
 
 RUN_ID_FILE = "mlflow_run_id.txt"
+CLAIM_FILE = "training.lock"  # held while a process trains in the folder (claim_folder)
 # Keys that may differ between a run and its resumption (epochs, time: to train a finished run longer; threads and
 # steps per call change speed, not results).
 RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.time_budget", "train.progress", "train.threads", "train.steps_per_execution",
@@ -32,6 +33,7 @@ class Tag:
     FAIL_REASON = "ganstudy.fail_reason"                        # why a trial or confirm run failed
     ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
     BUDGET = "ganstudy.budget"                                  # a confirmation run's: the same epochs or time
+    BEST_PARAMS = "best_params"                                 # a study's parent run: its best trial's settings
 # Marks the experiment as model training (MLflow 3's UI still opens it in its GenAI view: see ui_hint).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
@@ -80,6 +82,25 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def claim_folder(folder: Path, run_id: str | None):
+    """Train in `folder` alone: a run started at the same moment into the same folder (Hydra's default
+    run_dir is the second the command started) is refused, and so is a folder that took another run meanwhile.
+    The claim is a lock the system drops when the process ends, however it ends."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / CLAIM_FILE, "w") as claim:
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"run_dir={folder}: another process is training in it; choose another folder") from None
+        if (other := folder_run_id(folder)) not in (None, run_id):
+            raise ConfigError(f"run_dir={folder}: holds run {other}; continue it with resume={folder}, "
+                              "or choose another folder")
+        yield
 
 
 @contextlib.contextmanager
@@ -171,14 +192,11 @@ def _own_folder(folder: str | None, run_id: str) -> Path | None:
 
 
 def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
-    """(run id to continue or None, run folder) for `cfg.resume`; a run from another machine brings its
-    checkpoints (with the best generator so far) and grids from the artifact store. Settings must match the run's, and the run must
-    be able to continue exactly: from a checkpoint, or from its start if it logged no epoch yet."""
+    """(run id to continue or None, run folder) for `cfg.resume`: the run's own folder if it is here, else
+    run_dir (bring_run fills it). Settings must match the run's, and the run must be able to continue exactly:
+    from a checkpoint, or from its start if it logged no epoch yet."""
     run_dir = Path(cfg.run_dir)
     if not cfg.resume:
-        if (other := folder_run_id(run_dir)) is not None:
-            raise ConfigError(f"run_dir={run_dir}: holds run {other}; "
-                              f"continue it with resume={run_dir}, or choose another folder")
         return None, run_dir
     run_id, found_dir = find_run(cfg.resume)
     run = MlflowClient().get_run(run_id)
@@ -188,11 +206,15 @@ def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
             raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
     if (why := cannot_resume(run_id, found_dir)) is not None:
         raise ConfigError(f"resume={cfg.resume}: {why}")
-    if found_dir is not None:
-        return run_id, found_dir
-    for folder in ("checkpoints", "samples"):
-        download_dir(run_id, folder, run_dir)
-    return run_id, run_dir
+    return run_id, found_dir or run_dir
+
+
+def bring_run(run_id: str | None, folder: Path) -> None:
+    """A resumed run's checkpoints (with the best generator so far) and grids, from the artifact store into
+    a claimed folder that does not hold the run yet (a run from another machine)."""
+    if run_id is not None and folder_run_id(folder) != run_id:
+        for sub in ("checkpoints", "samples"):
+            download_dir(run_id, sub, folder)
 
 
 def cannot_resume(run_id: str, folder: Path | None) -> str | None:
@@ -210,6 +232,12 @@ def cannot_resume(run_id: str, folder: Path | None) -> str | None:
             "train a new run instead")
 
 
+def mark_failed(run_id: str, reason: str) -> None:
+    """Record why a run failed (its FAIL_REASON tag) and end it FAILED if its process could not."""
+    MlflowClient().set_tag(run_id, Tag.FAIL_REASON, reason[:5000])  # MLflow's limit for a tag's value
+    end_if_running(run_id, "FAILED")
+
+
 def end_if_running(run_id: str, status: str) -> None:
     """End a run whose process died before it could: only a RUNNING run, so an ended one keeps its status."""
     client = MlflowClient()
@@ -217,21 +245,17 @@ def end_if_running(run_id: str, status: str) -> None:
         client.set_terminated(run_id, status)
 
 
-def logged_steps(run_id: str | None) -> dict[str, int]:
+def logged_steps(run_id: str) -> dict[str, int]:
     """The last step each metric of a run was logged at ({} for a new run): a resumed run replays the epochs
     since its checkpoint, and logs only what its killed process had not."""
-    if run_id is None:
-        return {}
     client = MlflowClient()
     return {key: max(m.step for m in client.get_metric_history(run_id, key))
             for key in client.get_run(run_id).data.metrics}
 
 
-def last_image_step(run_id: str | None, key: str) -> int:
+def last_image_step(run_id: str, key: str) -> int:
     """The last step of the run's `mlflow.log_image(key=...)` images (0: none); MLflow names their files
     images/<key>+step+<step>+timestamp+..."""
-    if run_id is None:
-        return 0
     steps = [int(a.path.split("+step+")[1].split("+")[0]) for a in MlflowClient().list_artifacts(run_id, "images")
              if Path(a.path).name.startswith(f"{key}+step+")]
     return max(steps, default=0)

@@ -57,7 +57,9 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
     tracking.use_experiment(cfg.tracking)
     params = _params(cfg)
     run_id, run_dir = tracking.resume_target(cfg, params)
-    return _fit(cfg, data, run_id, run_dir.resolve(), params, (on_start, on_eval), parent_run_id, tags)
+    with tracking.claim_folder(run_dir, run_id):
+        tracking.bring_run(run_id, run_dir)
+        return _fit(cfg, data, run_id, run_dir.resolve(), params, (on_start, on_eval), parent_run_id, tags)
 
 
 def _use_threads(n: int) -> None:
