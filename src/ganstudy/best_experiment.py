@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     import optuna
 
     from ganstudy import sweep_spec
-    from ganstudy.storage import DEFAULT_STORAGE, make_storage
+    from ganstudy.storage import make_storage, storage_url
     from ganstudy.sweep import parse_argv
 
     argv = sys.argv[1:] if argv is None else argv
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), DEFAULT_OUT))
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv([a for a in argv if not a.startswith("out=")]))
-        url = spec.storage or DEFAULT_STORAGE
+        url = storage_url(spec)
         try:
             study = optuna.load_study(study_name=spec.study_name, storage=make_storage(url))
         except KeyError:

@@ -257,7 +257,8 @@ def _title(name: str, seconds) -> str:
     return "same epochs" if name == "equal_epochs" else f"same wall-clock time ({seconds} s)"
 
 
-def _fmt(value, spec: str) -> str:
+def fmt(value, spec: str) -> str:
+    """A table cell: the value in that format, or blank for none."""
     return "" if value is None else format(value, spec)
 
 
@@ -269,10 +270,10 @@ def print_table(summary: dict, spec: DictConfig, name: str = "equal_epochs", sec
         ci = "" if not s.get("ratio_ci") else f"{s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
         b = s.get("budget", {})
         failed = ", ".join(f"seed {seed}" for seed in s["failed"])
-        print(f"{arm:<10} {_fmt(s['mean'], '>16.4g'):>16} {_fmt(s['std'], '>10.3g'):>10} {len(s['values']):>6} "
-              f"{_fmt(s.get('ratio'), '.3f'):>10} {ci:>15} {_fmt(s.get('p_value'), '.3g'):>9} "
-              f"{_fmt(b.get('epochs'), '.0f'):>7} {_fmt(b.get('updates'), '.0f'):>8} {_fmt(b.get('images'), '.0f'):>9} "
-              f"{_fmt(b.get('train_seconds'), '.0f'):>8}  {failed}")
+        print(f"{arm:<10} {fmt(s['mean'], '>16.4g'):>16} {fmt(s['std'], '>10.3g'):>10} {len(s['values']):>6} "
+              f"{fmt(s.get('ratio'), '.3f'):>10} {ci:>15} {fmt(s.get('p_value'), '.3g'):>9} "
+              f"{fmt(b.get('epochs'), '.0f'):>7} {fmt(b.get('updates'), '.0f'):>8} {fmt(b.get('images'), '.0f'):>9} "
+              f"{fmt(b.get('train_seconds'), '.0f'):>8}  {failed}")
     for arm, s in list(summary.items())[1:]:
         if s["ratio"] is None:
             print(f"best vs {arm}: no ratio (an arm has no seed that counted)")

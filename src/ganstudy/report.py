@@ -119,9 +119,9 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
 
 def redraw(spec: DictConfig, parent_run_id: str) -> None:
     """Draw the plots and the study page again, and wait (after confirm: the page shows its table)."""
-    from ganstudy.storage import DEFAULT_STORAGE
+    from ganstudy.storage import storage_url
 
-    _draw_plots(spec.storage or DEFAULT_STORAGE, spec, parent_run_id, wait=True)
+    _draw_plots(storage_url(spec), spec, parent_run_id, wait=True)
 
 
 def _draw_plots(storage_url: str, spec: DictConfig, parent_run_id: str, wait: bool) -> None:

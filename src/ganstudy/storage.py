@@ -12,8 +12,14 @@ from typing import Optional
 import optuna
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
-INSTANCE_ATTR = "ganstudy_instance"
+# Optuna user attributes ganstudy sets: the study's instance; a trial's MLflow run and why it failed.
+INSTANCE_ATTR, RUN_ATTR, FAIL_ATTR = "ganstudy_instance", "mlflow_run_id", "fail_reason"
 RETRY_SECONDS = 120  # how long a storage call waits for its database to come back
+
+
+def storage_url(spec) -> str:
+    """The sweep's storage URL: its `storage`, else SQLite under mlruns/."""
+    return spec.storage or DEFAULT_STORAGE
 
 
 def check_url(url: str) -> None:
@@ -93,10 +99,7 @@ def study_instance(study: optuna.Study, wait: float = 10.0) -> str:
     while (instance := study.user_attrs.get(INSTANCE_ATTR)) is None and not predates_instances(study) \
             and time.monotonic() < deadline:
         time.sleep(0.5)  # its creator, on another machine, is about to set it
-    if instance is None:
-        instance = uuid.uuid4().hex[:8]
-        study.set_user_attr(INSTANCE_ATTR, instance)
-    return instance
+    return new_instance(study) if instance is None else instance
 
 
 def predates_instances(study: optuna.Study) -> bool:
@@ -104,9 +107,11 @@ def predates_instances(study: optuna.Study) -> bool:
     return INSTANCE_ATTR not in study.user_attrs and bool(study.get_trials(deepcopy=False))
 
 
-def new_instance(study: optuna.Study) -> None:
-    """Mark a study this worker has just created as a new instance."""
-    study.set_user_attr(INSTANCE_ATTR, uuid.uuid4().hex[:8])
+def new_instance(study: optuna.Study) -> str:
+    """Mark a study this worker has just created as a new instance; returns its id."""
+    instance = uuid.uuid4().hex[:8]
+    study.set_user_attr(INSTANCE_ATTR, instance)
+    return instance
 
 
 def study_dir(out_dir: str, study_name: str, instance: str) -> Path:
@@ -126,6 +131,6 @@ def _end_and_retry(study: optuna.Study, trial) -> None:
     with _retrying:
         if any(retried(t) == trial.number for t in study.get_trials(deepcopy=False)):
             return
-        if "mlflow_run_id" in trial.user_attrs:
-            end_if_running(trial.user_attrs["mlflow_run_id"], "KILLED")
+        if RUN_ATTR in trial.user_attrs:
+            end_if_running(trial.user_attrs[RUN_ATTR], "KILLED")
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from ganstudy.redact import mask
+from ganstudy.storage import RUN_ATTR
 from ganstudy.tracking import metric_series
 
 TOP = 5
@@ -135,17 +136,15 @@ def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
 
 
 def _confirm_row(arm: str, s: dict) -> str:
-    def num(value, spec: str) -> str:
-        return "" if value is None else format(value, spec)
+    from ganstudy.confirm import BUDGETS, fmt
 
     ci = f"{s['ratio_ci'][0]:.3f}–{s['ratio_ci'][1]:.3f}" if s.get("ratio_ci") else ""
     failed = ", ".join(f"seed {seed}: {why}" for seed, why in s.get("failed", {}).items())
     mean = "" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"
-    spent = "".join(f"<td class='num'>{num(s.get('budget', {}).get(k), '.0f')}</td>"
-                    for k in ("epochs", "updates", "images", "train_seconds"))
+    spent = "".join(f"<td class='num'>{fmt(s.get('budget', {}).get(k), '.0f')}</td>" for k in BUDGETS)
     return (f"<tr><td>{_e(arm)}</td><td class='num'>{mean}</td><td class='num'>{len(s['values'])}</td>"
-            f"<td class='num'>{num(s.get('ratio'), '.3f')}</td><td class='num'>{ci}</td>"
-            f"<td class='num'>{num(s.get('p_value'), '.3g')}</td>{spent}<td>{_e(failed)}</td></tr>")
+            f"<td class='num'>{fmt(s.get('ratio'), '.3f')}</td><td class='num'>{ci}</td>"
+            f"<td class='num'>{fmt(s.get('p_value'), '.3g')}</td>{spent}<td>{_e(failed)}</td></tr>")
 
 
 def _side_by_side(client: MlflowClient, top: list, objective: str, tmp: Path) -> str:
@@ -165,7 +164,7 @@ def _side_by_side(client: MlflowClient, top: list, objective: str, tmp: Path) ->
 
 def _trial_pictures(client: MlflowClient, trial, tmp: Path) -> tuple[str, str]:
     """The trial's last sample grid and its training GIF as <img> tags ('' for one the run lacks)."""
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.user_attrs.get(RUN_ATTR)
     try:
         names = [a.path for a in client.list_artifacts(run_id, "samples")] if run_id else []
         wanted = (sorted(n for n in names if n.endswith(".png"))[-1:], [n for n in names if n.endswith(".gif")])
@@ -206,7 +205,7 @@ def _d_curves(top: list, out: Path) -> Path:
     fig = Figure(figsize=(7, 3.8))
     ax = fig.subplots()
     for i, t in enumerate(top):
-        run_id = t.user_attrs.get("mlflow_run_id")
+        run_id = t.user_attrs.get(RUN_ATTR)
         for metric, style in (("d_real", "-"), ("d_fake", "--")):
             points = metric_series(run_id, metric) if run_id else []
             if points:

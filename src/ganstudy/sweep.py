@@ -26,8 +26,8 @@ from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
 from ganstudy.redact import mask
-from ganstudy.storage import (DEFAULT_STORAGE, JOURNAL_NOTE, make_storage, new_instance, predates_instances,
-                              study_dir, study_instance)
+from ganstudy.storage import (FAIL_ATTR, JOURNAL_NOTE, RUN_ATTR, make_storage, new_instance, predates_instances,
+                              storage_url, study_dir, study_instance)
 from ganstudy.tracking import Tag, check_server, sqlite_init_lock
 from ganstudy.train import Diverged
 
@@ -47,7 +47,7 @@ def counted_trials(study: optuna.Study) -> int:
     """Trials that use up the study's budget: finished, running or queued, and those that failed with a reason
     of their own (NaN losses, an error). A trial that Ctrl-C ended, or the heartbeat failed, is not counted:
     it runs again (the heartbeat's retry counts instead)."""
-    return sum(t.state != TrialState.FAIL or "fail_reason" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return sum(t.state != TrialState.FAIL or FAIL_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def make_sampler(spec: DictConfig) -> optuna.samplers.BaseSampler:
@@ -131,7 +131,7 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
             return pruned
 
         def on_start(run_id: str) -> None:
-            trial.set_user_attr("mlflow_run_id", run_id)
+            trial.set_user_attr(RUN_ATTR, run_id)
 
         tags = {Tag.STUDY: spec.study_name, Tag.INSTANCE: instance, Tag.ROLE: "trial", Tag.TRIAL: trial.number}
         try:
@@ -159,7 +159,7 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
 def _failed(trial: optuna.Trial, reason: str) -> float:
     """Record why a trial failed, end its MLflow run if its process could not, and let the study go on."""
     reason = mask(reason)
-    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr(FAIL_ATTR, reason)
     print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
     try:
         _tag_run(trial, "failed", reason)
@@ -183,7 +183,7 @@ def _tag_run(trial: optuna.Trial, state: str, fail_reason: str | None = None) ->
 
     from ganstudy.tracking import end_if_running, mark_failed
 
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.user_attrs.get(RUN_ATTR)
     if run_id is None:  # the run never started (a setting the data refused)
         return
     MlflowClient().set_tag(run_id, Tag.TRIAL_STATE, state)
@@ -222,7 +222,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
     Raises ConfigError when a trial met a reason to stop that every trial would meet."""
     from ganstudy import report
 
-    url = spec.storage or DEFAULT_STORAGE
+    url = storage_url(spec)
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
         legacy = predates_instances(study)

@@ -224,7 +224,7 @@ def cannot_resume(run_id: str, folder: Path | None) -> str | None:
         has_checkpoint = (folder / "checkpoints" / "checkpoint").exists()
     else:
         has_checkpoint = bool(MlflowClient().list_artifacts(run_id, "checkpoints"))
-    epochs = max((s for s, _ in metric_series(run_id, "d_loss")), default=0)
+    epochs = epochs_logged(run_id)
     if has_checkpoint or epochs == 0:
         return None
     return (f"run {run_id} logged {epochs} epochs but kept no checkpoint to continue from (it ran with "
@@ -259,6 +259,11 @@ def last_image_step(run_id: str, key: str) -> int:
     steps = [int(a.path.split("+step+")[1].split("+")[0]) for a in MlflowClient().list_artifacts(run_id, "images")
              if Path(a.path).name.startswith(f"{key}+step+")]
     return max(steps, default=0)
+
+
+def epochs_logged(run_id: str) -> int:
+    """The last epoch the run logged (0: none): every epoch logs d_loss at its number."""
+    return max((step for step, _ in metric_series(run_id, "d_loss")), default=0)
 
 
 def metric_series(run_id: str, metric: str) -> list[tuple[int, float]]:

@@ -225,7 +225,7 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
 
     from ganstudy import tracking
 
-    epoch = max((step for step, _ in tracking.metric_series(run_id, "d_loss")), default=0)  # the last one trained
+    epoch = tracking.epochs_logged(run_id)  # the last one trained
     if stopper.diverged_at is None and cfg.eval.detector:
         _fit_detector(gan.sampler, data.train_images, evaluator, cfg.eval.detector_epochs, cfg.train.seed, epoch)
     _log_outputs(run_id, gan, run_dir, epoch)
