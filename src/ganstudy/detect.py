@@ -12,6 +12,7 @@ import numpy as np
 
 from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
+from ganstudy.mlflow_models import DETECTOR, DISCRIMINATOR
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,9 +55,9 @@ def main(argv=None) -> int:
         if args.model:
             scorers = {"model": load_model(args, "", "scorer")}
         else:
-            scorers = {"discriminator": load_model(args, "discriminator", "scorer"),
-                       "detector": load_model(args, "detector", "scorer", required=False)}
-    verdict_by = "detector" if scorers.get("detector") is not None else next(iter(scorers))
+            scorers = {DISCRIMINATOR: load_model(args, DISCRIMINATOR, "scorer"),
+                       DETECTOR: load_model(args, DETECTOR, "scorer", required=False)}
+    verdict_by = DETECTOR if scorers.get(DETECTOR) is not None else next(iter(scorers))
     failed = 0
     for path in args.files:
         try:

@@ -200,9 +200,10 @@ def _plots(study: optuna.Study, folder: Path) -> None:
 
 
 def print_summary(study: optuna.Study, spec: DictConfig) -> None:
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL") if s in states)
-    print(f"\nstudy {spec.study_name}: {len(states)} trials ({counts})")
+    from ganstudy.study_page import state_counts
+
+    trials = study.get_trials(deepcopy=False)
+    print(f"\nstudy {spec.study_name}: {len(trials)} trials ({state_counts(trials)})")
     if _finished(study):
         best = study.best_trial
         print(f"best: trial {best.number}, {spec.objective} = {best.value:.4g}")

@@ -10,6 +10,7 @@ import numpy as np
 
 from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
+from ganstudy.mlflow_models import GENERATOR, GENERATOR_BEST
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     with exit_on_config_error():
-        generator = load_model(args, "generator_best" if args.best else "generator", "generator")
+        generator = load_model(args, GENERATOR_BEST if args.best else GENERATOR, "generator")
     import imageio.v3 as iio
 
     from ganstudy.evaluate import generate

@@ -70,10 +70,15 @@ def _figure(path: Path, caption: str) -> str:
     return f"<figure>{_img(path, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
-def _counts(trials: list) -> str:
+def state_counts(trials: list) -> str:
+    """How many trials are in each state, e.g. "3 complete, 8 pruned, 1 fail"."""
     states = [t.state for t in trials]
-    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in
-                       (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING) if s in states)
+    return ", ".join(f"{states.count(s)} {s.name.lower()}" for s in
+                     (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING) if s in states)
+
+
+def _counts(trials: list) -> str:
+    counts = state_counts(trials)
     ended = [t for t in trials if t.datetime_complete]
     wall = ""
     if ended:
