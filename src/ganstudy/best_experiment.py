@@ -26,15 +26,15 @@ def experiment_yaml(params: dict, value: float, spec) -> str:
     choices and settings that differ from a run without an experiment."""
     from omegaconf import OmegaConf
 
-    from ganstudy.config import compose, group_choices
+    from ganstudy.config import compose, flatten, group_choices
     from ganstudy.confirm import best_arm
 
     overrides = best_arm(params, spec) + ["run_dir=unused"]
     choices = {g: c for g, c in group_choices(overrides).items() if g != "experiment"}
     plain = group_choices(["~experiment"])
-    reference = _leaves(compose([f"{g}={c}" for g, c in choices.items()] + ["~experiment", "run_dir=unused"]))
+    reference = flatten(compose([f"{g}={c}" for g, c in choices.items()] + ["~experiment", "run_dir=unused"]))
     tree: dict = {}
-    for key, v in _leaves(compose(overrides)).items():
+    for key, v in flatten(compose(overrides)).items():
         if (key in params or v != reference.get(key)) and not key.startswith(BOOKKEEPING):
             _set(tree, key, v)
     header = (f"# @package _global_\n# The best trial of study {spec.study_name}: {spec.objective} {value:.4g} at its "
@@ -42,17 +42,6 @@ def experiment_yaml(params: dict, value: float, spec) -> str:
               "# Written by python -m ganstudy.best_experiment.\n")
     groups = [f"  - override /{g}: {c}\n" for g, c in choices.items() if g in params or c != plain.get(g)]
     return header + ("defaults:\n" + "".join(groups) if groups else "") + OmegaConf.to_yaml(OmegaConf.create(tree))
-
-
-def _leaves(cfg) -> dict:
-    """Every setting of a config as {"dotted.key": value}, interpolations resolved."""
-    from omegaconf import OmegaConf
-
-    def walk(node, prefix):
-        for key, v in node.items():
-            yield from walk(v, f"{prefix}{key}.") if isinstance(v, dict) else [(f"{prefix}{key}", v)]
-
-    return dict(walk(OmegaConf.to_container(cfg, resolve=True), ""))
 
 
 def _set(tree: dict, dotted: str, value) -> None:
