@@ -189,7 +189,8 @@ def _tag_run(trial: optuna.Trial, state: str, fail_reason: str | None = None) ->
     MlflowClient().set_tag(run_id, Tag.TRIAL_STATE, state)
     if fail_reason is not None:
         mark_failed(run_id, fail_reason)
-    end_if_running(run_id, "FAILED")  # a process that died left it RUNNING
+    else:
+        end_if_running(run_id, "FAILED")  # a process that died left it RUNNING
 
 
 class _TakingTurns:

@@ -98,8 +98,9 @@ def claim_folder(folder: Path, run_id: str | None):
         except BlockingIOError:
             raise ConfigError(f"run_dir={folder}: another process is training in it; choose another folder") from None
         if (other := folder_run_id(folder)) not in (None, run_id):
-            raise ConfigError(f"run_dir={folder}: holds run {other}; continue it with resume={folder}, "
-                              "or choose another folder")
+            hint = (f"continue it with resume={folder}, or choose another folder" if run_id is None
+                    else f"choose another folder to resume run {run_id} into")
+            raise ConfigError(f"run_dir={folder}: holds run {other}; {hint}")
         yield
 
 
