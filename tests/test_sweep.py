@@ -496,6 +496,7 @@ def test_a_failed_confirm_seed_is_a_result_and_a_rerun_trains_it_afresh(tmp_path
     assert folders == ["confirm_article_seed1", "confirm_article_seed1_attempt2"]
 
 
+@pytest.mark.slow
 def test_a_config_error_in_confirm_is_one_line(tmp_path, capsys, monkeypatch):
     """A reason every confirm run would meet (a ConfigError from confirm) ends the command as bad input does:
     one line, exit status 2, no traceback."""
