@@ -27,6 +27,10 @@ BAD = {
     "train train.steps_per_execution=0": "error: train.steps_per_execution=0: must be an integer >= 1",
     "train optimizer=adamw": "error: optimizer=adamw: must be one of adam, rmsprop, sgd",
     "train experiment=full": "error: experiment=full: must be one of best, quick, seed, tiny",
+    "train loss=nope": "error: loss=nope: must be one of hinge, ls, ns, wgan_gp",
+    "train train.d_steps=0": "error: train.d_steps=0: must be an integer >= 1 (D updates per G update)",
+    "train loss=hinge train.label_smoothing=0.1": "error: train.label_smoothing=0.1: must be 0 for loss=hinge, which "
+                                                  "has no target for real images (smoothing is for loss=ns or ls)",
     "train data=mnist data.path=missing.npz": "error: data.path=missing.npz: no such file or directory",
     "train data=mnist data.path=empty.npz": "error: data.path=empty.npz: holds no MNIST images (need a .npz with "
                                             "x_train, y_train, x_test, y_test, or a folder of IDX files)",

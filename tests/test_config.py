@@ -4,7 +4,7 @@ import pytest
 from ganstudy.config import ConfigError, compose, flatten, group_options, validate
 
 
-@pytest.mark.parametrize("group", ["data", "model", "optimizer", "train", "tracking", "experiment"])
+@pytest.mark.parametrize("group", ["data", "model", "loss", "optimizer", "train", "tracking", "experiment"])
 def test_every_group_option_composes_and_validates(group):
     options = group_options(group)
     assert options, group
@@ -29,6 +29,14 @@ def test_lr_sets_both_and_ttur_sets_them_apart():
     assert (apart.lr_g, apart.lr_d) == (1e-3, 5e-5)
 
 
+def test_the_levers_default_to_the_articles_choices():
+    for experiment in ("seed", "quick", "best", "tiny"):
+        p = flatten(compose([f"experiment={experiment}", "run_dir=/tmp/x"]))
+        assert (p["loss.name"], p["loss.gp_weight"], p["model.d_norm"], p["train.r1_gamma"], p["train.augment"],
+                p["train.d_steps"], p["optimizer.schedule"]) == ("ns", None, "none", 0.0, "none", 1, "constant")
+    assert compose(["loss=wgan_gp", "run_dir=/tmp/x"]).loss.gp_weight == 10.0
+
+
 def test_default_is_the_quick_experiment():
     p = flatten(compose(["run_dir=/tmp/x"]))
     assert (p["train.epochs"], p["train.batch_size"], p["optimizer.lr_g"], p["optimizer.beta1"]) == (20, 32, 2e-4, 0.5)
@@ -46,6 +54,23 @@ def test_default_is_the_quick_experiment():
     ("train.label_smoothing=1", "train.label_smoothing=1.0: must be in [0, 1)"),
     ("data=mnist data.holdout=1000", "data.holdout=1000: must be 10000 for data=mnist, which holds out its official "
                                      "test split (holdout splits data=mnist5k)"),
+    # The levers, and the combinations that cannot work.
+    ("loss.name=nope", "loss.name=nope: must be one of ns, hinge, ls, wgan_gp"),
+    ("train.d_steps=0", "train.d_steps=0: must be an integer >= 1 (D updates per G update)"),
+    ("train.r1_gamma=-1", "train.r1_gamma=-1.0: must be >= 0 (0: no R1 penalty)"),
+    ("train.augment=nope", "train.augment=nope: must be one of none, diffaugment"),
+    ("train.augment_policy=[color,blur]", "train.augment_policy=[color,blur]: must be a list of distinct color, "
+                                          "translation, cutout"),
+    ("train.augment_policy=[cutout,cutout]", "train.augment_policy=[cutout,cutout]: must be a list of distinct "
+                                             "color, translation, cutout"),
+    ("train.augment_policy=[]", "train.augment_policy=[]: must be a list of distinct color, translation, cutout"),
+    ("train.augment_strength=1.5", "train.augment_strength=1.5: must be in [0, 1] (0: the identity)"),
+    ("model.d_norm=nope", "model.d_norm=nope: must be one of none, spectral"),
+    ("optimizer.schedule=nope", "optimizer.schedule=nope: must be one of constant, linear, cosine"),
+    ("loss=wgan_gp loss.gp_weight=0", "loss.gp_weight=0.0: must be > 0 for loss=wgan_gp"),
+    ("loss.gp_weight=5", "loss.gp_weight=5.0: must be null for loss=ns (only loss=wgan_gp has a gradient penalty)"),
+    ("loss=hinge train.label_smoothing=0.1", "train.label_smoothing=0.1: must be 0 for loss=hinge, which has no "
+                                             "target for real images (smoothing is for loss=ns or ls)"),
 ])
 def test_invalid_values_name_key_and_allowed(override, message):
     with pytest.raises(ConfigError) as err:
@@ -56,6 +81,7 @@ def test_invalid_values_name_key_and_allowed(override, message):
 @pytest.mark.parametrize("override, message", [
     ("optimizer=adagrad", "optimizer=adagrad: must be one of adam, rmsprop, sgd"),
     ("experiment=huge", "experiment=huge: must be one of best, quick, seed, tiny"),
+    ("loss=nope", "loss=nope: must be one of hinge, ls, ns, wgan_gp"),
 ])
 def test_unknown_group_option(override, message):
     with pytest.raises(ConfigError) as err:

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from ganstudy.model import DCGAN, gan_losses, make_discriminator, make_generator, make_optimizer, steps_per_call
+from ganstudy.losses import non_saturating
+from ganstudy.model import DCGAN, make_discriminator, make_generator, make_optimizer, steps_per_call
 
 
 def test_article_shapes_and_sizes():
@@ -72,7 +73,7 @@ def test_losses_are_the_articles_cross_entropy():
         return -np.mean(target * np.log(p) + (1 - target) * np.log(1 - p))
 
     for target in (1.0, 0.9):  # 0.9: one-sided label smoothing of 0.1
-        d_loss, g_loss = gan_losses(real_logits, fake_logits, target)
+        d_loss, g_loss = non_saturating(real_logits, fake_logits, target)
         assert np.isclose(float(d_loss), bce(target, real_logits) + bce(0.0, fake_logits), rtol=1e-5)
         assert np.isclose(float(g_loss), bce(1.0, fake_logits), rtol=1e-5)
 

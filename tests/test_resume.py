@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow  # trains models or starts interpreters
 STEPS = 32  # experiment=tiny's batch 32 on data.limit=1024
 ARGS = ["experiment=tiny", "data.limit=1024", "train.epochs=4", "train.checkpoint_every=2", "eval.every=2",
         "eval.detector=false", "train.log_every_steps=2", "train.deterministic=true", "train.progress=line",
-        "train.ema_decay=0.9"]  # the weight average of G resumes exactly too
+        "train.ema_decay=0.9",  # the weight average of G resumes exactly too, and so do the levers with a state:
+        "loss=wgan_gp", "model.d_norm=spectral", "train.r1_gamma=0.1", "train.augment=diffaugment", "train.d_steps=2",
+        "optimizer.schedule=cosine"]  # spectral norm's u, the augmentation's and penalty's RNG, D's step count
 
 
 def last_step(db: Path, key: str) -> int:
@@ -67,6 +69,11 @@ def test_a_run_killed_mid_epoch_resumes_into_the_same_run_exactly_as_if_never_ki
     assert reference.wait(timeout=300) == 0, reference.stdout.read()
     run = store.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["ganstudy.resumed_from_epoch"] == "2"
+    levers = {k: run.data.params[k] for k in ("loss.name", "loss.gp_weight", "model.d_norm", "train.r1_gamma",
+                                                "train.augment", "train.d_steps", "optimizer.schedule")}
+    assert levers == {"loss.name": "wgan_gp", "loss.gp_weight": "10.0", "model.d_norm": "spectral",
+                      "train.r1_gamma": "0.1", "train.augment": "diffaugment", "train.d_steps": "2",
+                      "optimizer.schedule": "cosine"}
     assert len(store.search_runs([run.info.experiment_id])) == 1
     ref_client = MlflowClient("sqlite:///" + str(tmp_path / "reference.db"))
     (ref_run,) = ref_client.search_runs([ref_client.get_experiment_by_name("ganstudy").experiment_id])

@@ -171,11 +171,38 @@ def test_a_study_reaches_its_total_through_ctrl_c_and_killed_workers(tmp_path):
     (["space={optimizer: {choices: [adam, rmsprop], when: {train.ema_decay: 0.0}}, "
       "train.ema_decay: {choices: [0.0, 0.9], when: {optimizer: adam}}}"],
      "sweep=tiny: space: the conditions of optimizer, optimizer.beta1, train.ema_decay name each other in a cycle"),
+    (["opponents={article: [experiment=tiny]}"], "sweep=tiny: opponents.article: give a list of overrides under a "
+                                                 "name other than best, article, tiny"),
+    (["opponents={other: [experiment=tiny, lr=0]}"], "sweep=tiny: opponents.other: optimizer.lr_g=0.0: must be > 0"),
+    # The levers: each value checked as train checks it, and a group's choices with the other settings.
+    (["space={loss: {choices: [ns, nope]}}"], "sweep=tiny: space.loss: a config group takes choices from hinge, ls, ns, "
+                                              "wgan_gp"),
+    (["space={train.d_steps: {low: 0, high: 3}}"], "sweep=tiny: space.train.d_steps: 0 cannot run (train.d_steps=0: "
+                                                   "must be an integer >= 1"),
+    (["space={train.augment: {choices: [none, nope]}}"], "sweep=tiny: space.train.augment: nope cannot run "
+                                                         "(train.augment=nope: must be one of none, diffaugment)"),
+    (["space={model.d_norm: {choices: [spectral, nope]}}"], "sweep=tiny: space.model.d_norm: nope cannot run"),
+    (["space={optimizer.schedule: {choices: [cosine, nope]}}"], "sweep=tiny: space.optimizer.schedule: nope cannot run"),
+    (["space={train.r1_gamma: {low: -1.0, high: 1.0}}"], "sweep=tiny: space.train.r1_gamma: -1.0 cannot run"),
+    (["space={loss: {choices: [ns, hinge]}, train.label_smoothing: {low: 0.0, high: 0.2}}"],
+     "sweep=tiny: space.train.label_smoothing: 0.2 cannot run with loss=hinge (train.label_smoothing=0.2: must be 0 "
+     "for loss=hinge, which has no target for real images (smoothing is for loss=ns or ls)); add when: {loss: ...} "
+     "to space.train.label_smoothing"),
 ])
 def test_bad_sweep_settings_are_rejected(overrides, message):
     with pytest.raises(ConfigError) as err:
         sweep_spec.load("tiny", overrides)
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_lever_searched_under_a_condition_is_accepted():
+    """Label smoothing only where the loss has a target: the pair check follows `when`."""
+    spec = sweep_spec.load("tiny", ["enqueue=[]", "space={loss: {choices: [ns, hinge, wgan_gp]}, "
+                                    "loss.gp_weight: {low: 1.0, high: 10.0, when: {loss: wgan_gp}}, "
+                                    "train.label_smoothing: {low: 0.0, high: 0.2, when: {loss: ns}}}"])
+    tiny = {"optimizer": "rmsprop", "optimizer.lr_g": 2e-4, "optimizer.lr_d": 2e-4, "model.dropout": 0.3}
+    trial = optuna.trial.FixedTrial({**tiny, "loss": "wgan_gp", "loss.gp_weight": 5.0})
+    assert sweep_spec.suggest(trial, spec.space)[-2:] == ["loss=wgan_gp", "loss.gp_weight=5.0"]
 
 
 def test_each_objective_implies_its_direction():
@@ -582,3 +609,19 @@ def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_stu
     missing = run_cli("best_experiment", *sweep_args(tiny_study), "study_name=nope", cwd=tiny_study)
     assert missing.returncode == 2 and missing.stderr.strip().endswith(
         f"error: study_name=nope: no such study in sqlite:///{tiny_study}/optuna.db")
+
+
+def test_opponents_are_confirm_arms_of_their_own():
+    """`opponents` adds arms with their whole overrides, after best, the base and the article's settings."""
+    from optuna.distributions import FloatDistribution
+
+    from ganstudy.confirm import arms
+
+    spec = sweep_spec.load("tiny", ["opponents={quick: [experiment=quick, eval.detector=false]}"])
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={"model.dropout": 0.2}, value=1.0,
+                                              distributions={"model.dropout": FloatDistribution(0, 0.5)}))
+    got = arms(study, spec)
+    assert list(got) == ["best", "tiny", "article", "quick"]
+    assert got["quick"] == ["experiment=quick", "eval.detector=false"]
+    assert got["best"][-2:] == ["model.dropout=0.2", "eval.detector=true"]

@@ -17,6 +17,13 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DATASETS = ("mnist5k", "mnist")
 PROGRESS = ("auto", "bar", "line", "none")
 CHECKPOINTS = ("all", "latest")
+# The levers (losses.LOSSES, augment.DiffAugment and model.py build them).
+LOSSES = ("ns", "hinge", "ls", "wgan_gp")
+TARGET_LOSSES = ("ns", "ls")  # the losses with a target for real images, which label smoothing moves
+D_NORMS = ("none", "spectral")
+AUGMENTS = ("none", "diffaugment")
+AUGMENT_POLICY = ("color", "translation", "cutout")
+SCHEDULES = ("constant", "linear", "cosine")
 # Metrics a run returns that a study can optimise, each with the direction that means a better generator (all
 # but detector_auc are reported at every evaluation; a D or detector that tells fakes less well is better).
 OBJECTIVES = {"fid_best": "minimize", "fid": "minimize", "kid": "minimize", "mnist_score": "maximize",
@@ -44,6 +51,13 @@ class ModelConfig:
     noise_dim: int = MISSING
     dropout: float = MISSING
     width: float = MISSING
+    d_norm: str = MISSING
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+    gp_weight: Optional[float] = MISSING
 
 
 @dataclass
@@ -57,6 +71,7 @@ class OptimizerConfig:
     rho: float = MISSING
     momentum: float = MISSING
     nesterov: bool = MISSING
+    schedule: str = MISSING
 
 
 @dataclass
@@ -69,6 +84,11 @@ class TrainConfig:
     checkpoints: str = MISSING
     ema_decay: float = MISSING
     label_smoothing: float = MISSING
+    r1_gamma: float = MISSING
+    augment: str = MISSING
+    augment_policy: list[str] = MISSING
+    augment_strength: float = MISSING
+    d_steps: int = MISSING
     precision: str = MISSING
     device: Optional[str] = MISSING
     threads: int = MISSING
@@ -99,6 +119,7 @@ class TrackingConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -136,6 +157,7 @@ def validate(cfg: DictConfig) -> None:
     _check(t.checkpoints in CHECKPOINTS, "train.checkpoints", t.checkpoints, "one of " + ", ".join(CHECKPOINTS))
     _check(0 <= t.ema_decay < 1, "train.ema_decay", t.ema_decay, "in [0, 1) (0: no weight average)")
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", t.label_smoothing, "in [0, 1)")
+    _check_levers(cfg)
     _check(t.precision in PRECISIONS, "train.precision", t.precision, "one of " + ", ".join(PRECISIONS))
     _check(t.threads >= 0, "train.threads", t.threads, "an integer >= 0 (0: all cores)")
     _check(t.steps_per_execution >= 1, "train.steps_per_execution", t.steps_per_execution, "an integer >= 1")
@@ -151,6 +173,32 @@ def validate(cfg: DictConfig) -> None:
     _check(d.limit is None or d.limit >= 1, "data.limit", d.limit, "null or an integer >= 1")
     _check(d.path is None or d.name == "mnist", "data.path", d.path,
            f"null for data={d.name}, which reads no file (data=mnist data.path=FILE reads one)")
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    _check(value in allowed, key, value, "one of " + ", ".join(allowed))
+
+
+def _check_levers(cfg: DictConfig) -> None:
+    loss, t, m = cfg.loss, cfg.train, cfg.model
+    _one_of("loss.name", loss.name, LOSSES)
+    if loss.name == "wgan_gp":
+        _check(loss.gp_weight is not None and loss.gp_weight > 0, "loss.gp_weight", loss.gp_weight, "> 0 for loss=wgan_gp")
+    else:
+        _check(loss.gp_weight is None, "loss.gp_weight", loss.gp_weight,
+               f"null for loss={loss.name} (only loss=wgan_gp has a gradient penalty)")
+    _check(t.label_smoothing == 0 or loss.name in TARGET_LOSSES, "train.label_smoothing", t.label_smoothing,
+           f"0 for loss={loss.name}, which has no target for real images (smoothing is for loss=ns or ls)")
+    _one_of("model.d_norm", m.d_norm, D_NORMS)
+    _check(t.r1_gamma >= 0, "train.r1_gamma", t.r1_gamma, ">= 0 (0: no R1 penalty)")
+    _one_of("train.augment", t.augment, AUGMENTS)
+    policy = list(t.augment_policy)
+    _check(policy and all(p in AUGMENT_POLICY for p in policy) and len(set(policy)) == len(policy),
+           "train.augment_policy", "[" + ",".join(map(str, policy)) + "]",
+           "a list of distinct " + ", ".join(AUGMENT_POLICY))
+    _check(0 <= t.augment_strength <= 1, "train.augment_strength", t.augment_strength, "in [0, 1] (0: the identity)")
+    _check(t.d_steps >= 1, "train.d_steps", t.d_steps, "an integer >= 1 (D updates per G update)")
+    _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
 
 
 def check_against_data(cfg: DictConfig, n_train: int, n_heldout: int) -> None:

@@ -26,9 +26,11 @@ from ganstudy.tracking import Tag, cannot_resume, file_lock, folder_run_id, mark
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
-    """Each arm's overrides: the best trial's settings first, then its opponents."""
+    """Each arm's overrides: the best trial's settings first, then its opponents (the base, the article's
+    settings, and the sweep file's `opponents`)."""
     return {"best": best_arm(study.best_trial.params, spec), spec.base_name: list(spec.base),
-            "article": list(spec.base) + list(spec.baseline)}
+            "article": list(spec.base) + list(spec.baseline),
+            **{name: list(overrides) for name, overrides in spec.opponents.items()}}
 
 
 def best_arm(params: dict, spec: DictConfig) -> list[str]:

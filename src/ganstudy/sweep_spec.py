@@ -56,6 +56,7 @@ class SweepSpec:
     trial_overrides: list = field(default_factory=list)  # only the study's trials: e.g. a shorter budget to rank
                                                           # settings by; confirm trains the arms at base's budget
     baseline: list = field(default_factory=list)    # overrides that make the base the article's settings
+    opponents: dict = field(default_factory=dict)   # more confirm arms: name -> overrides (whole, not on base)
     space: dict = field(default_factory=dict)       # override key -> {low, high, log, step} or {choices}
     enqueue: list = field(default_factory=list)     # settings ({space key: value}) tried first: a warm start
     confirm: bool = False                # after the study: best vs base and baseline, `seeds` seeds each
@@ -156,6 +157,14 @@ def check(spec: DictConfig, name: str) -> None:
             _fail(name, str(err))
     if spec.base_name in ARMS or not spec.base_name:
         _fail(name, f"base_name={spec.base_name}: name the base arm something other than {' or '.join(ARMS)}")
+    for arm, overrides in spec.opponents.items():
+        if arm in ARMS or arm == spec.base_name or not OmegaConf.is_list(overrides):
+            _fail(name, f"opponents.{arm}: give a list of overrides under a name other than "
+                        f"{', '.join((*ARMS, spec.base_name))}")
+        try:
+            runnable(list(overrides))
+        except ConfigError as err:
+            _fail(name, f"opponents.{arm}: {err}")
     if spec.time_budget is not None and not spec.time_budget > 0:
         _fail(name, f"time_budget={spec.time_budget}: must be > 0 seconds (or null: the best arm's own time)")
     if not spec.budgets or not set(spec.budgets) <= {"epochs", "time"}:
@@ -177,11 +186,15 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, str(err))
     groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
     for key, param in spec.space.items():
-        _check_param(name, key, param, base, groups, spec.space, trial_base(spec))
+        # A setting searched only under a group's choice (when: {loss: wgan_gp}) is checked under that choice.
+        under = _group_conditions(param, groups)
+        _check_param(name, key, param, runnable(trial_base(spec) + under) if under else base, groups, spec.space,
+                     trial_base(spec) + under)
     try:
         _in_condition_order(spec.space)
     except ValueError as err:
         _fail(name, str(err))
+    _check_group_combinations(name, spec.space, groups, trial_base(spec))
     for i, params in enumerate(spec.enqueue):
         _check_enqueued(name, f"enqueue[{i}]", params, spec.space)
 
@@ -226,7 +239,7 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
         _fail(name, f"{where}: step and log cannot go together (Optuna samples a log range continuously)")
     elif param.get("step") is not None and not param.step > 0:
         _fail(name, f"{where}: step={param.step}: must be > 0")
-    for value in (param.choices if "choices" in param else (param.low, param.high)):
+    for value in _values(param):
         try:  # every choice and both ends of a range must make a valid run
             _runnable_with(base, base_overrides, key, value, key in groups)
         except ConfigError as err:
@@ -234,6 +247,37 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
     for other, value in (param.get("when") or {}).items():
         if other not in space or "choices" not in space[other] or value not in space[other].choices:
             _fail(name, f"{where}: when.{other}={value} is not a choice of space.{other}")
+
+
+def _values(param: DictConfig) -> list:
+    return list(param.choices) if "choices" in param else [param.low, param.high]
+
+
+def _group_conditions(param: Any, groups: set) -> list[str]:
+    """The group choices a setting's `when` asks for, as overrides (when: {loss: wgan_gp} -> loss=wgan_gp)."""
+    when = (param.get("when") if OmegaConf.is_dict(param) else None) or {}
+    return [f"{other}={value}" for other, value in when.items() if other in groups]
+
+
+def _check_group_combinations(name: str, space: DictConfig, groups: set, base_overrides: list) -> None:
+    """Each choice of a searched config group (loss=hinge) with each value of the other searched settings that
+    its `when` allows: a pair that cannot run (label smoothing with the hinge loss) would stop the study mid-way."""
+    composed: dict[tuple, DictConfig] = {}
+    for key in (k for k in space if k in groups):
+        for choice in space[key].choices:
+            for other, param in space.items():
+                when = param.get("when") or {}
+                if other == key or other in groups or when.get(key, choice) != choice:
+                    continue
+                overrides = tuple(dict.fromkeys([f"{key}={choice}", *_group_conditions(param, groups)]))
+                if overrides not in composed:
+                    composed[overrides] = runnable(list(base_overrides) + list(overrides))
+                for value in _values(param):
+                    try:
+                        _runnable_with(composed[overrides], [], other, value, False)
+                    except ConfigError as err:
+                        _fail(name, f"space.{other}: {value} cannot run with {key}={choice} ({err}); "
+                                    f"add when: {{{key}: ...}} to space.{other}")
 
 
 def _in_condition_order(space: DictConfig) -> list[str]:

@@ -112,9 +112,11 @@ def _restore(gan, cfg: DictConfig, run_dir: Path, resuming: bool):
     nets = {"generator": gan.generator, "discriminator": gan.discriminator}
     if gan.ema_generator is not None:
         nets["generator_ema"] = gan.ema_generator
+    seeds = {"noise_seed": gan.noise_seed.state}
+    if gan.lever_seed is not None:  # augmentation's and the gradient penalty's draws
+        seeds["lever_seed"] = gan.lever_seed.state
     ckpt = tf.train.Checkpoint(**nets, generator_optimizer=gan.g_optimizer, discriminator_optimizer=gan.d_optimizer,
-                               noise_seed=gan.noise_seed.state, dropout_seeds=_rng_states(*nets.values()),
-                               epoch=epoch_var)
+                               **seeds, dropout_seeds=_rng_states(*nets.values()), epoch=epoch_var)
     keep = None if cfg.train.checkpoints == "all" else 1
     manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=keep)
     if resuming and manager.latest_checkpoint:
@@ -147,7 +149,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     with tf.device(t.device) if t.device else contextlib.nullcontext():
-        gan = build_gan(cfg, steps_per_call(data.steps, t.steps_per_execution))
+        gan = build_gan(cfg, steps_per_call(data.steps, t.steps_per_execution), data.steps)
         manager, epoch_var = _restore(gan, cfg, run_dir, resuming=run_id is not None)
         run_dir.mkdir(parents=True, exist_ok=True)
         with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=mlflow.active_run() is not None,
