@@ -54,6 +54,8 @@ def test_default_is_the_quick_experiment():
     ("train.label_smoothing=1", "train.label_smoothing=1.0: must be in [0, 1)"),
     ("data=mnist data.holdout=1000", "data.holdout=1000: must be 10000 for data=mnist, which holds out its official "
                                      "test split (holdout splits data=mnist5k)"),
+    ("train.seed=0", "train.seed=0: must be an integer other than 0 and multiples of 2147483647 (TensorFlow cannot "
+                     "shuffle per epoch under that global seed)"),
     # The levers, and the combinations that cannot work.
     ("loss.name=nope", "loss.name=nope: must be one of ns, hinge, ls, wgan_gp"),
     ("train.d_steps=0", "train.d_steps=0: must be an integer >= 1 (D updates per G update)"),

@@ -46,6 +46,29 @@ def test_full_mnist_from_npz(tmp_path):
     assert np.array_equal(s.train_x, arrays["x_train"]) and np.array_equal(s.test_y, arrays["y_test"])
 
 
+def test_float_images_are_scaled_not_cast_to_black(tmp_path):
+    """A .npz of float images in [0, 1] trains on the same pixels as its uint8 original; floats that are not
+    pixels (the model's [-1, 1]) are refused with one line."""
+    from ganstudy.data import to_pixels
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 30)
+    np.savez(tmp_path / "float.npz", x_train=pixels / 255.0, y_train=labels, x_test=pixels[:10] / 255.0,
+             y_test=labels[:10])
+    s = load_mnist(full(tmp_path / "float.npz"))
+    assert np.array_equal(s.train_x, pixels) and s.train_x.dtype == np.uint8
+    assert np.array_equal(to_pixels(pixels.astype(np.float32)), pixels)  # floats in [0, 255]: rounded
+    np.savez(tmp_path / "model_range.npz", x_train=pixels / 127.5 - 1, y_train=labels, x_test=pixels[:10] / 255.0,
+             y_test=labels[:10])
+    with pytest.raises(ConfigError) as err:
+        load_mnist(full(tmp_path / "model_range.npz"))
+    assert str(err.value) == (f"data.path={tmp_path / 'model_range.npz'}: holds float64 values in [-1, 1], not pixels "
+                              "(integers 0..255, or floats in [0, 1] or [0, 255])")
+    with pytest.raises(ValueError, match="holds int64 values in \\[0, 300\\]"):
+        to_pixels(np.array([[0, 300]]))
+
+
 def write_idx(path, array):
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     with gzip.open(path, "wb") as f:

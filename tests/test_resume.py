@@ -120,7 +120,7 @@ def test_a_folder_another_process_trains_in_is_refused(tiny_overrides, store, tm
     """Two runs into one folder at once (Hydra's default run_dir is the second its command started): the later
     stops with one line before its MLflow run exists."""
     from ganstudy.config import ConfigError, compose
-    from ganstudy.tracking import claim_folder
+    from ganstudy.resume import claim_folder
     from ganstudy.train import train
 
     with claim_folder(tmp_path / "run", None):  # what the first run's process holds while it trains
@@ -140,7 +140,7 @@ def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, st
     result = train(compose(tiny_overrides + ["train.epochs=2", "train.checkpoints=latest"]))
     client = MlflowClient(store)
     before = history(client, result.run_id)
-    why = (f"run {result.run_id} logged 2 epochs but kept no checkpoint to continue from (it ran with "
+    why = (f"run {result.run_id} logged 2 epochs but has no checkpoint to continue from (it ran with "
            "train.checkpoints=latest, whose checkpoint goes when the run ends; train.checkpoints=all keeps them); "
            "train a new run instead")
     again = ["train.epochs=3", "train.checkpoints=latest", f"run_dir={tmp_path}/again"]
@@ -150,6 +150,45 @@ def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, st
         train(compose(tiny_overrides + again + [f"resume={result.run_id}"]))
     assert str(refused.value) == f"resume={result.run_id}: {why}"
     assert history(client, result.run_id) == before and client.get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_refused_here_and_elsewhere(tiny_overrides, store, tmp_path):
+    """Ctrl-C at epoch 3 of a run that checkpoints every 10 epochs and evaluates every 2 (so its best generator
+    is already under checkpoints/ in the artifact store): resume by folder, and by id with the folder gone (another
+    machine), refuse with the real reason instead of training from epoch 0 into the same run."""
+    import shutil
+
+    from ganstudy.config import ConfigError, compose
+    from ganstudy.train import train
+
+    args = [*tiny_overrides, "data.limit=1024", "train.epochs=10", "train.checkpoint_every=10", "eval.every=2",
+            "train.progress=line"]
+    proc = subprocess.Popen([sys.executable, "-m", "ganstudy.train", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    db = Path(store.removeprefix("sqlite:///"))
+    deadline = time.time() + 300
+    while last_step(db, "d_loss") < 3 and proc.poll() is None:
+        assert time.time() < deadline, "the run did not reach epoch 3"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    run_id = (tmp_path / "run" / "mlflow_run_id.txt").read_text()
+    client = MlflowClient(store)
+    epochs = max(m.step for m in client.get_metric_history(run_id, "d_loss"))
+    assert 3 <= epochs < 10 and "checkpoints/generator_best.keras" in {
+        a.path for a in client.list_artifacts(run_id, "checkpoints")}
+    before = history(client, run_id)
+    stem = f"run {run_id} logged {epochs} epochs but has no checkpoint to continue from (it stopped before its first "
+    with pytest.raises(ConfigError) as here:
+        train(compose(args + [f"resume={tmp_path}/run"]))
+    assert str(here.value) == (f"resume={tmp_path}/run: {stem}checkpoint (train.checkpoint_every=10), or none reached its "
+                               "folder); train a new run instead")
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(ConfigError) as elsewhere:
+        train(compose(args + [f"resume={run_id}", f"run_dir={tmp_path}/elsewhere"]))
+    assert str(elsewhere.value) == (f"resume={run_id}: {stem}checkpoint (train.checkpoint_every=10), or none reached "
+                                    "the artifact store (its folder is not here)); train a new run instead")
+    assert history(client, run_id) == before and not (tmp_path / "elsewhere" / "checkpoints").exists()
 
 
 def test_a_run_folder_from_another_store_is_refused_with_one_line(tiny_overrides, tmp_path):

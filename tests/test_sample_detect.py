@@ -63,7 +63,7 @@ def test_sample_writes_uint8_images(run):
 
 def test_sample_refuses_best_with_a_model_uri(capsys):
     """--best names a run's best generator; a model URI has only the one it names: a usage error, not ignored."""
-    code, _, err = call("sample", "--model", "models:/ganstudy-generator@champion", "--best", capsys=capsys)
+    code, _, err = call("sample", "--model", "models:/ganstudy-default-generator@champion", "--best", capsys=capsys)
     assert code == 2 and err.splitlines()[-1].endswith("error: --best picks a run's best generator: use it with "
                                                        "--run, not --model")
 
@@ -75,16 +75,23 @@ def test_detect_scores_files_and_reports_bad_ones(run, capsys, monkeypatch):
         iio.imwrite(root / f"real_{i}.png", image)
     np.savez(root / "fake.npz", images=np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8))
     (root / "corrupt.png").write_bytes(b"\x89PNG not really")
-    files = ["real_0.png", "real_1.png", "fake.npz", "corrupt.png", "missing.png"]
+    with np.load(root / "fake.npz") as f:  # the same images as floats in [0, 1]: scaled, not cast to black
+        np.savez(root / "fake_float.npz", images=f["images"] / 255.0)
+    np.savez(root / "model_range.npz", images=np.linspace(-1, 1, 784).reshape(1, 28, 28))  # not pixels: refused
+    files = ["real_0.png", "real_1.png", "fake.npz", "fake_float.npz", "corrupt.png", "missing.png", "model_range.npz"]
     done = run_cli("detect", "--run", str(run_dir), "--tracking-uri", store, "--json", *files, cwd=root)
     assert done.returncode == 1, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     scored = [r for r in rows if "error" not in r]
-    assert [r["file"] for r in scored] == ["real_0.png", "real_1.png"] + [f"fake.npz[images][{i}]" for i in range(3)]
-    assert {r["file"] for r in rows if "error" in r} == {"corrupt.png", "missing.png"}
+    assert [r["file"] for r in scored] == ["real_0.png", "real_1.png"] + [
+        f"{name}[images][{i}]" for name in ("fake.npz", "fake_float.npz") for i in range(3)]
+    errors = {r["file"]: r["error"] for r in rows if "error" in r}
+    assert set(errors) == {"corrupt.png", "missing.png", "model_range.npz"}
+    assert errors["model_range.npz"].endswith("array 'images' holds float64 values in [-1, 1], not pixels (integers "
+                                              "0..255, or floats in [0, 1] or [0, 255]))")
     # The scores are the run's discriminator on those pixels, computed here independently.
     with np.load(root / "fake.npz") as f:
-        pixels = np.concatenate([real, f["images"]])
+        pixels = np.concatenate([real, f["images"], f["images"]])
     expected = expit(discriminator_logits(run_dir, store)(to_model_range(pixels)).numpy().ravel())
     assert np.allclose([r["p_real_discriminator"] for r in scored], expected, atol=1e-3)
     assert all(r["p_real_detector"] is not None and r["verdict"] in ("real", "generated") for r in scored)
@@ -103,6 +110,12 @@ def test_detect_unknown_run_is_one_line(run, capsys, monkeypatch):
     code, _, err = call("detect", "--run", "no-such-run", "--tracking-uri", store, "x.png", capsys=capsys)
     assert code == 2
     assert err.strip().splitlines()[-1] == f"error: --run no-such-run: no such run directory, nor a run id in {store}"
+    (root / "elsewhere").mkdir(exist_ok=True)
+    (root / "elsewhere" / "mlflow_run_id.txt").write_text("0" * 32)  # a run folder from another store
+    code, _, err = call("sample", "--run", "elsewhere", "--tracking-uri", store, capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: --run elsewhere: its run {'0' * 32} is not in the tracking store {store} (set --tracking-uri or "
+        "MLFLOW_TRACKING_URI to the store it was logged to)")
 
 
 def test_the_champion_is_found_by_its_alias_and_served(run, capsys, monkeypatch):
@@ -118,28 +131,28 @@ def test_the_champion_is_found_by_its_alias_and_served(run, capsys, monkeypatch)
     monkeypatch.chdir(root)
     mlflow.set_tracking_uri(store)
     run_id = (run_dir / "mlflow_run_id.txt").read_text()
-    assert register_champion(run_id) == register_champion(run_id) == {"ganstudy-generator": "1", "ganstudy-detector": "1"}
-    assert len(MlflowClient(store).search_model_versions("name='ganstudy-detector'")) == 1
-    code, _, err = call("sample", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "-n", "3",
+    assert register_champion(run_id, "ganstudy-default") == register_champion(run_id, "ganstudy-default") == {"ganstudy-default-generator": "1", "ganstudy-default-detector": "1"}
+    assert len(MlflowClient(store).search_model_versions("name='ganstudy-default-detector'")) == 1
+    code, _, err = call("sample", "--model", "models:/ganstudy-default-generator@champion", "--tracking-uri", store, "-n", "3",
                         "-o", "champion.npz", capsys=capsys)
     assert code == 0, err
     with np.load(root / "champion.npz") as f:
         images = f["images"]
     np.savez(root / "champion_images.npz", images=images)
-    code, out, err = call("detect", "--model", "models:/ganstudy-detector@champion", "--tracking-uri", store, "--json",
+    code, out, err = call("detect", "--model", "models:/ganstudy-default-detector@champion", "--tracking-uri", store, "--json",
                           "champion_images.npz", capsys=capsys)
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
-    detector = load("models:/ganstudy-detector@champion")
+    detector = load("models:/ganstudy-default-detector@champion")
     assert np.allclose([r["p_real_model"] for r in rows], detector.predict(images.astype(np.float32), verbose=0).ravel(),
                        atol=1e-3)
-    code, _, err = call("detect", "--model", "models:/ganstudy-generator@champion", "--tracking-uri", store, "x.png",
+    code, _, err = call("detect", "--model", "models:/ganstudy-default-generator@champion", "--tracking-uri", store, "x.png",
                         capsys=capsys)
     assert code == 2 and err.strip().splitlines()[-1] == (
-        "error: --model models:/ganstudy-generator@champion: is a generator, not an image scorer (detector, discriminator)")
+        "error: --model models:/ganstudy-default-generator@champion: is a generator, not an image scorer (detector, discriminator)")
 
     port = free_port()
-    server = serve([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/ganstudy-detector@champion",
+    server = serve([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/ganstudy-default-detector@champion",
                     "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/ping",
                    log=root / "serve.log", env={**os.environ, "MLFLOW_TRACKING_URI": store})
     try:

@@ -311,7 +311,7 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys
         assert summary[arm]["std"] == pytest.approx(abs(v[0] - v[1]) / 2 ** 0.5)
     # The best arm's best seed is the champion: its generator and detector registered under the alias.
     winner = min((r for r in runs if r.data.tags["ganstudy.which"] == "best"), key=lambda r: r.data.metrics["objective"])
-    for name in ("ganstudy-generator", "ganstudy-detector"):
+    for name in ("tiny-generator", "tiny-detector"):
         assert client.get_model_version_by_alias(name, "champion").run_id == winner.info.run_id
     from scipy.stats import ttest_ind
 
@@ -354,9 +354,10 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path, monkeypatch):
-    """An SGD learning rate of 1e30 turns the losses NaN; a trial process killed by SIGSEGV dies: both trials
-    are FAIL with their reason, their MLflow runs end FAILED, and the next trial completes."""
+def test_diverged_trials_are_pruned_crashed_ones_fail_and_the_study_goes_on(tmp_path, monkeypatch):
+    """An SGD learning rate of 1e30 turns the losses NaN: that trial is PRUNED (TPE learns from it) and counted; a
+    trial process killed by SIGSEGV dies: FAIL with its reason. Their MLflow runs end FAILED with the reason, and the
+    next trial completes."""
     import multiprocessing
 
     from ganstudy import sweep
@@ -382,15 +383,15 @@ def test_diverged_or_crashed_trials_fail_cleanly_and_the_study_goes_on(tmp_path,
         study.enqueue_trial({"optimizer": optimizer, "optimizer.lr_g": lr})
     study.optimize(sweep.objective_fn(spec, None, tmp_path / "trials", "test", sweep.StudyStop()), n_trials=3)
     diverged, crashed, fine = study.trials
-    assert [t.state for t in (diverged, crashed)] == [TrialState.FAIL, TrialState.FAIL]
-    assert "diverged at epoch 1, batch" in diverged.user_attrs["fail_reason"]
+    assert [t.state for t in (diverged, crashed)] == [TrialState.PRUNED, TrialState.FAIL]
+    assert "diverged at epoch 1, batch" in diverged.user_attrs["diverged"] and sweep.counted_trials(study) == 3
     assert crashed.user_attrs["fail_reason"] == f"the run's process died (exit code {-signal.SIGSEGV})"
     assert fine.state in (TrialState.COMPLETE, TrialState.PRUNED) and math.isfinite(fine.value)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    for trial in (diverged, crashed):
+    for trial, state, reason in ((diverged, "diverged", "diverged"), (crashed, "failed", "fail_reason")):
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
-        assert run.info.status == "FAILED" and run.data.tags["ganstudy.trial_state"] == "failed"
-        assert run.data.tags["ganstudy.fail_reason"] == trial.user_attrs["fail_reason"]
+        assert run.info.status == "FAILED" and run.data.tags["ganstudy.trial_state"] == state
+        assert run.data.tags["ganstudy.fail_reason"] == trial.user_attrs[reason]
     assert client.get_run(diverged.user_attrs["mlflow_run_id"]).data.tags["ganstudy.diverged"] == "true"
 
 
@@ -625,3 +626,104 @@ def test_opponents_are_confirm_arms_of_their_own():
     assert list(got) == ["best", "tiny", "article", "quick"]
     assert got["quick"] == ["experiment=quick", "eval.detector=false"]
     assert got["best"][-2:] == ["model.dropout=0.2", "eval.detector=true"]
+
+
+def test_a_study_continues_only_under_what_it_was_made_for(tmp_path, capsys):
+    """Recorded when the study is made: its objective, direction and trial settings. `objective=mnist_score` (the
+    other direction), `objective=kid` (another scale) or other trial overrides on it stop with one line before any
+    trial; a study made before identities were recorded takes the current one, unless its direction differs."""
+    from ganstudy.storage import IDENTITY_ATTR, check_identity, identity
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    spec = sweep_spec.load("tiny", [f"storage={url}"])
+    study = optuna.create_study(study_name="tiny", storage=url, direction="minimize")
+    check_identity(study, spec)
+    assert optuna.load_study(study_name="tiny", storage=url).user_attrs[IDENTITY_ATTR] == identity(spec)
+    check_identity(study, sweep_spec.load("tiny", [f"storage={url}", "n_trials=9", "jobs=2"]))  # more trials: fine
+    fingerprint = identity(spec)["trial_settings"]
+    for override, message in [
+        ("objective=kid", "objective=fid_best, not objective=kid"),
+        ("objective=mnist_score", "objective=fid_best, direction=minimize, not objective=mnist_score, direction=maximize"),
+        ("trial_overrides=[train.epochs=5]", f"trial_settings={fingerprint}, not trial_settings="),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            check_identity(study, sweep_spec.load("tiny", [f"storage={url}", override]))
+        assert str(err.value).startswith(f"study tiny was made with {message}"), str(err.value)
+        assert str(err.value).endswith("start a new study with study_name=NAME (or another storage)")
+    code, printed = sweep_main(sweep_args(tmp_path, "objective=mnist_score"), capsys)
+    assert code == 2 and "error: study tiny was made with objective=fid_best" in printed
+    assert optuna.load_study(study_name="tiny", storage=url).trials == []
+    old = optuna.create_study(storage=f"sqlite:///{tmp_path}/old.db", direction="minimize", study_name="tiny")
+    with pytest.raises(ConfigError, match="made with direction=minimize, not direction=maximize"):
+        check_identity(old, sweep_spec.load("tiny", ["objective=mnist_score"]))
+    check_identity(old, spec)  # the same direction: the current identity is recorded
+    assert old.user_attrs[IDENTITY_ATTR] == identity(spec)
+
+
+@pytest.mark.slow
+def test_bookkeeping_errors_are_warnings_not_stopped_trials(tmp_path, capsys, monkeypatch):
+    """The parent run's update fails after every trial (a tracking server that blinks): two trials side by side
+    both end as trials do, the study finishes, and each failure is one warning line."""
+    from ganstudy import report
+
+    def blink(*args, **kwargs):
+        raise ConnectionError("tracking server unreachable")
+
+    monkeypatch.setattr(report, "update_parent", blink)
+    code, printed = sweep_main(sweep_args(tmp_path, "n_trials=2", "jobs=2", "enqueue=[]"), capsys)
+    assert code == 0, printed
+    states = [t.state for t in load(tmp_path).trials]
+    assert len(states) == 2 and set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    warnings = [line for line in printed.splitlines() if line.startswith("warning: the study's MLflow run")]
+    assert len(warnings) == 3 and "ConnectionError: tracking server unreachable" in warnings[0]  # 2 trials + final
+
+
+def test_an_interrupted_warm_start_is_queued_again(tmp_path):
+    """Ctrl-C ended the warm-start trial (FAIL without a reason of its own): the next start queues it again, once;
+    one that failed for a reason of its own is a result and stays done."""
+    from ganstudy.storage import FAIL_ATTR
+    from ganstudy.sweep import enqueue_warm_start
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db")
+    warm = {"optimizer": "adam", "model.dropout": 0.3}
+
+    def waiting():
+        return sum(t.state == TrialState.WAITING for t in study.get_trials())
+
+    enqueue_warm_start(study, warm)
+    enqueue_warm_start(study, warm)
+    assert waiting() == 1
+    trial = study.ask()  # the warm start starts, then Ctrl-C
+    assert trial.params == {} and trial.suggest_float("model.dropout", 0, 0.5) == 0.3
+    trial.suggest_categorical("optimizer", ["adam", "rmsprop"])
+    study.tell(trial, state=TrialState.FAIL)
+    enqueue_warm_start(study, warm)
+    enqueue_warm_start(study, warm)
+    assert waiting() == 1
+    again = study.ask()
+    again.suggest_float("model.dropout", 0, 0.5), again.suggest_categorical("optimizer", ["adam", "rmsprop"])
+    again.set_user_attr(FAIL_ATTR, "a crash of its own")
+    study.tell(again, state=TrialState.FAIL)
+    enqueue_warm_start(study, warm)
+    assert waiting() == 0
+
+
+def test_a_float_setting_with_an_integer_range_is_a_float_search():
+    """model.width is a float: {low: 1, high: 2} searches [1.0, 2.0], not the integers {1, 2}."""
+    spec = sweep_spec.load("tiny", ["enqueue=[]", "space={model.width: {low: 1, high: 2}}"])
+    study = optuna.create_study()
+    trial = study.ask()
+    sweep_spec.suggest(trial, spec.space)
+    assert isinstance(trial.distributions["model.width"], optuna.distributions.FloatDistribution)
+
+
+def test_the_verdict_follows_the_sign_of_the_difference(capsys):
+    """A minimized objective that is negative (-2 against -1): the ratio of means is 2, yet best is better."""
+    from omegaconf import OmegaConf
+
+    from ganstudy.confirm import print_table, summarize
+
+    summary = summarize({"best": {1: ({"objective": -2.1}, None), 2: ({"objective": -1.9}, None)},
+                         "base": {1: ({"objective": -1.1}, None), 2: ({"objective": -0.9}, None)}})
+    print_table(summary, OmegaConf.create({"objective": "score", "direction": "minimize"}))
+    assert "best vs base: ratio 2.000 (better for a minimized objective" in capsys.readouterr().out

@@ -33,7 +33,7 @@ def load_model(args: argparse.Namespace, name: str, kind: str, required: bool = 
     if args.model:
         uri, where = args.model, f"--model {args.model}"
     else:
-        run_id, _ = find_run(args.run, key="--run ")
+        run_id, _ = find_run(args.run, key="--run ", uri_option="--tracking-uri")
         if (found := mlflow_models.model_id(run_id, name)) is None:
             if required:
                 raise ConfigError(f"--run {args.run}: the run logged no MLflow model '{name}' (did it finish training?)")

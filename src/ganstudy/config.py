@@ -153,6 +153,9 @@ def validate(cfg: DictConfig) -> None:
     _check(t.epochs >= 1, "train.epochs", t.epochs, "an integer >= 1")
     _check(t.time_budget is None or t.time_budget > 0, "train.time_budget", t.time_budget, "null or seconds > 0")
     _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
+    # A global seed that TensorFlow truncates to 0 breaks tf.data's per-epoch shuffle seeds (random_seed.get_seed).
+    _check(t.seed % (2**31 - 1) != 0, "train.seed", t.seed, "an integer other than 0 and multiples of 2147483647 "
+           "(TensorFlow cannot shuffle per epoch under that global seed)")
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "an integer >= 1")
     _check(t.checkpoints in CHECKPOINTS, "train.checkpoints", t.checkpoints, "one of " + ", ".join(CHECKPOINTS))
     _check(0 <= t.ema_decay < 1, "train.ema_decay", t.ema_decay, "in [0, 1) (0: no weight average)")

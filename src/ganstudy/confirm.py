@@ -22,7 +22,8 @@ from ganstudy.config import ConfigError
 from ganstudy.runner import run_isolated, share_of_cores, side_by_side
 from ganstudy.stats import ratio_interval, welch_p
 from ganstudy.storage import study_dir, study_instance
-from ganstudy.tracking import Tag, cannot_resume, file_lock, folder_run_id, mark_failed
+from ganstudy.resume import cannot_resume
+from ganstudy.tracking import Tag, file_lock, folder_run_id, mark_failed
 
 
 def arms(study: optuna.Study, spec: DictConfig) -> dict[str, list[str]]:
@@ -90,7 +91,7 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
                                                                  f"train.epochs={NO_EPOCH_LIMIT}"])
     _log(client, parent_run_id, results, spec.objective)
     if "equal_epochs" in results:
-        _register_champion(client, parent_run_id, spec.objective)
+        _register_champion(client, parent_run_id, spec, fingerprint(arms(study, spec)["best"]))
     for name, summary in _comparisons(results).items():
         print_table(summary, spec, name, results.get("time_budget"))
     from ganstudy.report import parent_hint, redraw
@@ -100,19 +101,21 @@ def confirm(study: optuna.Study, spec: DictConfig, parent_run_id: str) -> dict[s
     return results
 
 
-def _register_champion(client: MlflowClient, parent_run_id: str, objective: str) -> None:
-    """The best arm's best seed at equal epochs: its generator and detector registered, alias `champion`."""
-    from ganstudy.config import OBJECTIVES
+def _register_champion(client: MlflowClient, parent_run_id: str, spec: DictConfig, best_key: str) -> None:
+    """The best arm's best seed at equal epochs, among the runs of today's best settings (`best_key`, their
+    overrides' fingerprint: an earlier confirm's best, since beaten, does not count): its generator and detector
+    registered under the study's names, alias `champion`."""
     from ganstudy.mlflow_models import CHAMPION, register_champion
 
     exp = client.get_run(parent_run_id).info.experiment_id
-    order = "ASC" if OBJECTIVES[objective] == "minimize" else "DESC"
+    order = "ASC" if spec.direction == "minimize" else "DESC"
     winners = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{Tag.ROLE}` = 'confirm' "
                                         f"and tags.`{Tag.ARM}` = 'best' and tags.`{Tag.BUDGET}` = 'epochs' "
+                                        f"and tags.`{Tag.OVERRIDES}` = '{best_key}' "
                                         "and attributes.status = 'FINISHED'", order_by=[f"metrics.objective {order}"],
                                  max_results=1)
     if winners:
-        versions = register_champion(winners[0].info.run_id)
+        versions = register_champion(winners[0].info.run_id, spec.study_name)
         print(f"registered from run {winners[0].info.run_id}: " +
               ", ".join(f"{name} version {v} (@{CHAMPION})" for name, v in versions.items()), flush=True)
 
@@ -280,7 +283,8 @@ def print_table(summary: dict, spec: DictConfig, name: str = "equal_epochs", sec
         if s["ratio"] is None:
             print(f"best vs {arm}: no ratio (an arm has no seed that counted)")
             continue
-        better = s["ratio"] < 1 if spec.direction == "minimize" else s["ratio"] > 1
+        difference = summary["best"]["mean"] - s["mean"]  # a ratio flips its meaning for values <= 0
+        better = difference < 0 if spec.direction == "minimize" else difference > 0
         evidence = "" if s.get("p_value") is None else f", Welch t-test p = {s['p_value']:.3g}"
         interval = "" if not s.get("ratio_ci") else f", 95% interval {s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
         print(f"best vs {arm}: ratio {s['ratio']:.3f} ({'better' if better else 'not better'} for a "

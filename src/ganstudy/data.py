@@ -97,7 +97,31 @@ def _read_idx(p: Path) -> np.ndarray:
 def _checked(a: np.ndarray, p: Path) -> np.ndarray:
     if a.ndim == 3 and a.shape[1:] != (28, 28) or a.ndim not in (1, 3) or len(a) == 0:
         raise ConfigError(f"data.path={p}: holds arrays of shape {a.shape}, not 28x28 MNIST images")
-    return a.astype(np.uint8 if a.ndim == 3 else np.int64)
+    if a.ndim == 1:
+        return a.astype(np.int64)
+    try:
+        return to_pixels(a)
+    except ValueError as err:
+        raise ConfigError(f"data.path={p}: {err}") from None
+
+
+def to_pixels(a: np.ndarray) -> np.ndarray:
+    """Images as uint8 0..255: integers in 0..255 as they are, floats in [0, 1] scaled by 255 (a cast would turn
+    them black), floats in [0, 255] rounded; anything else is refused (ValueError), not clipped."""
+    if a.size == 0:
+        return a.astype(np.uint8)
+    low, high = float(np.min(a)), float(np.max(a))
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite([low, high]).all():
+            raise ValueError("holds NaN or infinite pixel values")
+        if 0 <= low and high <= 1:
+            return np.rint(a * 255.0).astype(np.uint8)
+        if 0 <= low and high <= 255:
+            return np.rint(a).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.integer) and 0 <= low and high <= 255:
+        return a.astype(np.uint8)
+    raise ValueError(f"holds {a.dtype} values in [{low:g}, {high:g}], not pixels (integers 0..255, or floats in "
+                     "[0, 1] or [0, 255])")
 
 
 def training_images(splits: Splits, data_cfg) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
+from ganstudy.data import to_pixels
 from ganstudy.mlflow_models import DETECTOR, DISCRIMINATOR
 
 
@@ -37,8 +38,12 @@ def read_images(path: Path) -> Iterator[tuple[str, np.ndarray]]:
                 a = arrays[key]
                 if a.shape[-2:] != (28, 28) and a.shape[-3:] != (28, 28, 1):
                     raise ValueError(f"array '{key}' has shape {a.shape}, not 28x28 images")
-                for i, image in enumerate(a.reshape(-1, 28, 28)):
-                    yield f"{path}[{key}][{i}]", np.clip(image, 0, 255).astype(np.uint8)
+                try:
+                    pixels = to_pixels(a.reshape(-1, 28, 28))
+                except ValueError as err:
+                    raise ValueError(f"array '{key}' {err}") from None
+                for i, image in enumerate(pixels):
+                    yield f"{path}[{key}][{i}]", image
         return
     from PIL import Image
 

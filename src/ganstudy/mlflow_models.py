@@ -10,8 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 GENERATOR, GENERATOR_BEST, DISCRIMINATOR, DETECTOR = "generator", "generator_best", "discriminator", "detector"
-REGISTERED = {GENERATOR: "ganstudy-generator", DETECTOR: "ganstudy-detector"}
+REGISTERED = (GENERATOR, DETECTOR)  # registered as <study name>-generator, <study name>-detector
 CHAMPION = "champion"
+
+
+def registered_name(study_name: str, model: str) -> str:
+    """A study's registered model: one study's confirm never moves another's champion."""
+    return f"{study_name}-{model}"
 
 
 def pixel_generator(sampler):
@@ -81,15 +86,16 @@ def load(uri: str):
     return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True, "compile": False})
 
 
-def register_champion(run_id: str) -> dict[str, str]:
-    """Register the run's generator and detector (those it logged) and point the alias `champion` at them; a
-    model the alias already points at is not registered again. Returns {registered name: version}."""
+def register_champion(run_id: str, study_name: str) -> dict[str, str]:
+    """Register the run's generator and detector (those it logged) under the study's names and point the alias
+    `champion` at them; a model the alias already points at is not registered again. Returns {name: version}."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client, versions = MlflowClient(), {}
-    for name, registered in REGISTERED.items():
+    for name in REGISTERED:
+        registered = registered_name(study_name, name)
         if (found := model_id(run_id, name)) is None:
             continue
         try:

@@ -3,6 +3,7 @@ a CSV of all trials and Optuna's plots."""
 from __future__ import annotations
 
 import json
+import sys
 import os
 import tempfile
 import time
@@ -136,12 +137,23 @@ def _draw_plots(storage_url: str, spec: DictConfig, parent_run_id: str, wait: bo
         if not wait:
             return
         _drawing.join()
+    _say_if_failed(_drawing)
     _drawing = fork_context().Process(
         target=_plot_job, args=(storage_url, spec.study_name, spec.objective, parent_run_id, mlflow.get_tracking_uri(),
                                 dict(os.environ)), daemon=True, name="ganstudy-plots")
     _drawing.start()
     if wait:
         _drawing.join()
+        _say_if_failed(_drawing)
+
+
+def _say_if_failed(job) -> None:
+    """A plot job that ended badly leaves the page as it was: say so (once: the job is then forgotten)."""
+    global _drawing
+    if job is not None and job.exitcode not in (None, 0):
+        print(f"warning: the study's plots and page were not redrawn (the plot job exited with {job.exitcode}); "
+              "the page is stale until the next redraw", file=sys.stderr, flush=True)
+        _drawing = None
 
 
 def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: str, tracking_uri: str,

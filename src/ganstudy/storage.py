@@ -114,6 +114,44 @@ def new_instance(study: optuna.Study) -> str:
     return instance
 
 
+IDENTITY_ATTR = "ganstudy_identity"  # what decides a trial's value, recorded when the study is made
+# Overrides that change where a trial logs or how fast it runs, not its value: workers may differ in them.
+BOOKKEEPING = ("tracking.", "run_dir", "train.progress", "train.threads", "train.checkpoints", "train.device")
+
+
+def identity(spec) -> dict:
+    """What decides a trial's value: the objective, its direction, and a fingerprint of the trials' overrides
+    (base and trial_overrides, bookkeeping left out)."""
+    import hashlib
+    import json
+
+    overrides = [o for o in [*spec.base, *spec.trial_overrides] if not str(o).lstrip("+~").startswith(BOOKKEEPING)]
+    digest = hashlib.sha1(json.dumps([str(o) for o in overrides]).encode()).hexdigest()[:12]
+    return {"objective": spec.objective, "direction": spec.direction, "trial_settings": digest}
+
+
+def check_identity(study: optuna.Study, spec) -> None:
+    """A study continues only under what it was made for: another objective, direction or trial settings would
+    mix values that do not compare (KID with FID, 12-epoch trials with 3-epoch ones). A study made before
+    identities were recorded takes the current one."""
+    from ganstudy.config import ConfigError
+
+    wanted, recorded = identity(spec), study.user_attrs.get(IDENTITY_ATTR)
+    if recorded is None:
+        if study.direction.name.lower() != spec.direction:
+            recorded = {**wanted, "direction": study.direction.name.lower()}
+        else:
+            study.set_user_attr(IDENTITY_ATTR, wanted)
+            return
+    changed = [k for k in wanted if recorded.get(k) != wanted[k]]
+    if changed:
+        was = ", ".join(f"{k}={recorded.get(k)}" for k in changed)
+        now = ", ".join(f"{k}={wanted[k]}" for k in changed)
+        what = " (base or trial_overrides)" if "trial_settings" in changed else ""
+        raise ConfigError(f"study {spec.study_name} was made with {was}, not {now}{what}: its values would not "
+                          f"compare; start a new study with study_name=NAME (or another storage)")
+
+
 def study_dir(out_dir: str, study_name: str, instance: str) -> Path:
     """Where this study instance's trial and confirm runs keep their folders."""
     return Path(out_dir) / f"{study_name}-{instance}"

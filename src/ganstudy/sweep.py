@@ -26,8 +26,8 @@ from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
 from ganstudy.redact import mask
-from ganstudy.storage import (FAIL_ATTR, JOURNAL_NOTE, RUN_ATTR, make_storage, new_instance, predates_instances,
-                              storage_url, study_dir, study_instance)
+from ganstudy.storage import (FAIL_ATTR, JOURNAL_NOTE, RUN_ATTR, check_identity, make_storage, new_instance,
+                              predates_instances, storage_url, study_dir, study_instance)
 from ganstudy.tracking import Tag, check_server, sqlite_init_lock
 from ganstudy.train import Diverged
 
@@ -48,6 +48,16 @@ def counted_trials(study: optuna.Study) -> int:
     of their own (NaN losses, an error). A trial that Ctrl-C ended, or the heartbeat failed, is not counted:
     it runs again (the heartbeat's retry counts instead)."""
     return sum(t.state != TrialState.FAIL or FAIL_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
+
+
+def enqueue_warm_start(study: optuna.Study, params: dict) -> None:
+    """Queue these settings unless a trial of them is queued, running, done, or failed for a reason of its own.
+    (Optuna's skip_if_exists also skips a trial that Ctrl-C or a dead worker ended: that warm start never ran.)"""
+    for t in study.get_trials(deepcopy=False):
+        tried = t.params or t.system_attrs.get("fixed_params", {})
+        if all(tried.get(k) == v for k, v in params.items()) and (t.state != TrialState.FAIL or FAIL_ATTR in t.user_attrs):
+            return
+    study.enqueue_trial(params)
 
 
 def make_sampler(spec: DictConfig) -> optuna.samplers.BaseSampler:
@@ -140,15 +150,17 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
             _stop_if_interrupted()
             value = result.metrics.get(spec.objective, float("nan"))
             if not math.isfinite(value):
-                return _failed(trial, f"{spec.objective} is {value}")
+                _diverged(trial, f"{spec.objective} is {value}")
             trial.set_user_attr("peak_rss_mb", result.metrics.get("peak_rss_mb"))
             _tag_run(trial, "pruned" if pruned else "complete")
         except ConfigError as err:
             stop.reason = str(err)
             return _failed(trial, str(err))
-        except Exception as err:  # noqa: BLE001 - one broken trial (a NaN, a crash, a store error) fails alone
+        except Diverged as err:
+            _diverged(trial, str(err))
+        except Exception as err:  # noqa: BLE001 - one broken trial (a crash, a store error) fails alone
             _stop_if_interrupted()  # a run that Ctrl-C ended is not a failed trial: it runs again
-            return _failed(trial, str(err) if isinstance(err, (Diverged, RunFailed)) else f"{type(err).__name__}: {err}")
+            return _failed(trial, str(err) if isinstance(err, RunFailed) else f"{type(err).__name__}: {err}")
         if pruned:
             raise optuna.TrialPruned(f"pruned at {spec.objective}={value:.4g}")
         return value
@@ -167,6 +179,23 @@ def _failed(trial: optuna.Trial, reason: str) -> float:
         print(f"trial {trial.number}: its MLflow run was not tagged ({type(err).__name__}: {mask(str(err))})",
               file=sys.stderr, flush=True)
     return float("nan")  # Optuna records the trial as FAIL
+
+
+DIVERGED_ATTR = "diverged"
+
+
+def _diverged(trial: optuna.Trial, reason: str) -> None:
+    """A trial whose losses or objective stopped being finite ends PRUNED, not FAIL: TPE learns only from complete
+    and pruned trials, and would otherwise keep proposing the settings that diverge. It counts toward n_trials."""
+    reason = mask(reason)
+    trial.set_user_attr(DIVERGED_ATTR, reason)
+    print(f"trial {trial.number} diverged: {reason}", file=sys.stderr, flush=True)
+    try:
+        _tag_run(trial, "diverged", reason)
+    except Exception as err:  # noqa: BLE001 - the store may fail this too
+        print(f"trial {trial.number}: its MLflow run was not tagged ({type(err).__name__}: {mask(str(err))})",
+              file=sys.stderr, flush=True)
+    raise optuna.TrialPruned(f"diverged: {reason}")
 
 
 class _QuietFailures(logging.Filter):
@@ -226,12 +255,13 @@ def run_study(spec: DictConfig) -> optuna.Study:
     url = storage_url(spec)
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
+        check_identity(study, spec)
         legacy = predates_instances(study)
         instance = study_instance(study)
         base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
         refuse_other_network(base.tracking, spec.study_name, instance, legacy)
         for params in spec.enqueue:  # a warm start: known settings first, so the study ends no worse
-            study.enqueue_trial(dict(params), skip_if_exists=True)
+            enqueue_warm_start(study, dict(params))
         parent = report.parent_run(study, spec, base.tracking, instance)
     if not isinstance(storage, optuna.storages.RDBStorage):
         print(f"note: {JOURNAL_NOTE}", file=sys.stderr, flush=True)
@@ -245,7 +275,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
         _work(mine, storage, spec, objective, lambda: report.update_parent(mine, spec, parent, url), stop)
 
     side_by_side([work] * spec.jobs, spec.jobs)
-    report.update_parent(study, spec, parent, url, final=True)
+    bookkeeping(lambda: report.update_parent(study, spec, parent, url, final=True))
     if stop.reason:
         raise ConfigError(f"the study stopped: {stop.reason}")
     return study
@@ -266,7 +296,7 @@ def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial
                 # catch: should the bookkeeping of a failed trial fail too, that trial fails, not the study
                 study.optimize(objective, n_trials=1, catch=(Exception,))
             with _report_lock:  # one thread at a time redraws the study's report
-                after_trial()
+                bookkeeping(after_trial)
         elif any(t.state == TrialState.RUNNING for t in trials):
             if not waiting_said:  # other workers' trials, or a dead worker's until its heartbeat runs out
                 print("waiting for running trials to end ...", flush=True)
@@ -274,6 +304,16 @@ def _work(study: optuna.Study, storage, spec: DictConfig, objective, after_trial
             time.sleep(min(spec.heartbeat, 5))
         else:
             return
+
+
+def bookkeeping(update) -> None:
+    """The study's MLflow run, trials table and page: an error there (the tracking server, the artifact store) is
+    a warning and a stale page, never a stopped trial."""
+    try:
+        update()
+    except Exception as err:  # noqa: BLE001 - bookkeeping must not share a failure path with training
+        print(f"warning: the study's MLflow run and page were not updated ({type(err).__name__}: {mask(str(err))}); "
+              "the trials go on, and the next update tries again", file=sys.stderr, flush=True)
 
 
 def _open_study(spec: DictConfig, url: str, attempts: int = 5):

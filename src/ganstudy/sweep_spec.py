@@ -239,6 +239,8 @@ def _check_param(name: str, key: str, param: Any, base: DictConfig, groups: set,
         _fail(name, f"{where}: step and log cannot go together (Optuna samples a log range continuously)")
     elif param.get("step") is not None and not param.step > 0:
         _fail(name, f"{where}: step={param.step}: must be > 0")
+    if "low" in param and isinstance(OmegaConf.select(base, key), float):  # model.width: {low: 1, high: 2}
+        param.low, param.high = float(param.low), float(param.high)     # is a float search, not {1, 2}
     for value in _values(param):
         try:  # every choice and both ends of a range must make a valid run
             _runnable_with(base, base_overrides, key, value, key in groups)

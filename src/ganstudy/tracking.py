@@ -11,14 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from ganstudy.config import ConfigError
 from ganstudy.redact import mask
-from ganstudy.yardstick import refuse_other
 
 RUN_ID_FILE = "mlflow_run_id.txt"
-CLAIM_FILE = "training.lock"  # held while a process trains in the folder (claim_folder)
-# Keys that may differ between a run and its resumption (epochs, time: to train a finished run longer; threads and
-# steps per call change speed, not results).
-RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.time_budget", "train.progress", "train.threads", "train.steps_per_execution",
-                     "tracking.")
 
 
 class Tag:
@@ -85,26 +79,6 @@ def file_lock(path: Path):
 
 
 @contextlib.contextmanager
-def claim_folder(folder: Path, run_id: str | None):
-    """Train in `folder` alone: a run started at the same moment into the same folder (Hydra's default
-    run_dir is the second the command started) is refused, and so is a folder that took another run meanwhile.
-    The claim is a lock the system drops when the process ends, however it ends."""
-    import fcntl
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / CLAIM_FILE, "w") as claim:
-        try:
-            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"run_dir={folder}: another process is training in it; choose another folder") from None
-        if (other := folder_run_id(folder)) not in (None, run_id):
-            hint = (f"continue it with resume={folder}, or choose another folder" if run_id is None
-                    else f"choose another folder to resume run {run_id} into")
-            raise ConfigError(f"run_dir={folder}: holds run {other}; {hint}")
-        yield
-
-
-@contextlib.contextmanager
 def sqlite_init_lock(uri: str):
     """Serialise first use of an SQLite database across processes: workers started together would
     otherwise run its schema migrations at the same time and break it."""
@@ -158,8 +132,9 @@ def _experiment_id(tracking_cfg) -> str:
     return exp_id
 
 
-def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
-    """Resolve a run directory or an MLflow run id to (run id, its local directory or None); `key` names the option."""
+def find_run(ref: str, key: str = "resume=", uri_option: str = "tracking.uri") -> tuple[str, Path | None]:
+    """Resolve a run directory or an MLflow run id to (run id, its local directory or None); `key` names the
+    option, `uri_option` the command's way of naming the tracking store."""
     path = Path(ref).expanduser()
     where = mask(mlflow.get_tracking_uri())
     if path.is_dir():
@@ -171,7 +146,7 @@ def find_run(ref: str, key: str = "resume=") -> tuple[str, Path | None]:
             MlflowClient().get_run(run_id)
         except MlflowException:
             raise ConfigError(f"{key}{ref}: its run {run_id} is not in the tracking store {where} (set "
-                              "tracking.uri or MLFLOW_TRACKING_URI to the store it was logged to)") from None
+                              f"{uri_option} or MLFLOW_TRACKING_URI to the store it was logged to)") from None
         return run_id, path
     try:
         run = MlflowClient().get_run(ref)
@@ -190,47 +165,6 @@ def _own_folder(folder: str | None, run_id: str) -> Path | None:
     """The folder a run's tag names, if it still holds that run (its id file says so): a folder that now
     holds another run, or none, is not written to."""
     return Path(folder) if folder and folder_run_id(Path(folder)) == run_id else None
-
-
-def resume_target(cfg, params: dict) -> tuple[str | None, Path]:
-    """(run id to continue or None, run folder) for `cfg.resume`: the run's own folder if it is here, else
-    run_dir (bring_run fills it). Settings must match the run's, and the run must be able to continue exactly:
-    from a checkpoint, or from its start if it logged no epoch yet."""
-    run_dir = Path(cfg.run_dir)
-    if not cfg.resume:
-        return None, run_dir
-    run_id, found_dir = find_run(cfg.resume)
-    run = MlflowClient().get_run(run_id)
-    refuse_other(run.data.tags.get(Tag.CLASSIFIER), f"resume={cfg.resume}: run {run_id}")
-    for key, old in run.data.params.items():
-        if not key.startswith(RESUMABLE_CHANGES) and key in params and str(params[key]) != old:
-            raise ConfigError(f"{key}={params[key]}: run {run_id} was trained with {old}; resume it with its own settings")
-    if (why := cannot_resume(run_id, found_dir)) is not None:
-        raise ConfigError(f"resume={cfg.resume}: {why}")
-    return run_id, found_dir or run_dir
-
-
-def bring_run(run_id: str | None, folder: Path) -> None:
-    """A resumed run's checkpoints (with the best generator so far) and grids, from the artifact store into
-    a claimed folder that does not hold the run yet (a run from another machine)."""
-    if run_id is not None and folder_run_id(folder) != run_id:
-        for sub in ("checkpoints", "samples"):
-            download_dir(run_id, sub, folder)
-
-
-def cannot_resume(run_id: str, folder: Path | None) -> str | None:
-    """Why the run cannot continue exactly (None: it can): it logged epochs, but its checkpoint is gone from
-    its folder (or, without one here, from the artifact store)."""
-    if folder is not None:
-        has_checkpoint = (folder / "checkpoints" / "checkpoint").exists()
-    else:
-        has_checkpoint = bool(MlflowClient().list_artifacts(run_id, "checkpoints"))
-    epochs = epochs_logged(run_id)
-    if has_checkpoint or epochs == 0:
-        return None
-    return (f"run {run_id} logged {epochs} epochs but kept no checkpoint to continue from (it ran with "
-            "train.checkpoints=latest, whose checkpoint goes when the run ends; train.checkpoints=all keeps them); "
-            "train a new run instead")
 
 
 def mark_failed(run_id: str, reason: str) -> None:

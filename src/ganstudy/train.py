@@ -52,13 +52,13 @@ def train(cfg: DictConfig, on_eval: Optional[OnEval] = None, parent_run_id: Opti
     """
     validate(cfg)
     data = _load_data(cfg)
-    from ganstudy import tracking
+    from ganstudy import resume, tracking
 
     tracking.use_experiment(cfg.tracking)
     params = _params(cfg)
-    run_id, run_dir = tracking.resume_target(cfg, params)
-    with tracking.claim_folder(run_dir, run_id):
-        tracking.bring_run(run_id, run_dir)
+    run_id, run_dir = resume.resume_target(cfg, params)
+    with resume.claim_folder(run_dir, run_id):
+        resume.bring_run(run_id, run_dir)
         return _fit(cfg, data, run_id, run_dir.resolve(), params, (on_start, on_eval), parent_run_id, tags)
 
 
@@ -104,33 +104,6 @@ def _params(cfg: DictConfig) -> dict:
     return params
 
 
-def _restore(gan, cfg: DictConfig, run_dir: Path, resuming: bool):
-    """The checkpoint manager and epoch counter, restored from the run's latest checkpoint when resuming."""
-    import tensorflow as tf
-
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    nets = {"generator": gan.generator, "discriminator": gan.discriminator}
-    if gan.ema_generator is not None:
-        nets["generator_ema"] = gan.ema_generator
-    seeds = {"noise_seed": gan.noise_seed.state}
-    if gan.lever_seed is not None:  # augmentation's and the gradient penalty's draws
-        seeds["lever_seed"] = gan.lever_seed.state
-    ckpt = tf.train.Checkpoint(**nets, generator_optimizer=gan.g_optimizer, discriminator_optimizer=gan.d_optimizer,
-                               **seeds, dropout_seeds=_rng_states(*nets.values()), epoch=epoch_var)
-    keep = None if cfg.train.checkpoints == "all" else 1
-    manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=keep)
-    if resuming and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    return manager, epoch_var
-
-
-def _rng_states(*models) -> list:
-    """The models' random states that are not weights (Dropout's seed generators): a replayed epoch must draw
-    the dropout masks the killed one drew."""
-    weights = {id(w) for m in models for w in m.weights}
-    return [v for m in models for v in m.variables if id(v) not in weights]
-
-
 def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, tags) -> RunResult:
     import keras
     import mlflow
@@ -139,6 +112,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
     from ganstudy.classifier import feature_net
     from ganstudy.evaluate import Evaluator
     from ganstudy.model import build_gan, steps_per_call
+    from ganstudy.resume import restore
 
     t = cfg.train
     _use_threads(t.threads)  # before TensorFlow's first op
@@ -150,7 +124,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
         tf.config.experimental.enable_op_determinism()
     with tf.device(t.device) if t.device else contextlib.nullcontext():
         gan = build_gan(cfg, steps_per_call(data.steps, t.steps_per_execution), data.steps)
-        manager, epoch_var = _restore(gan, cfg, run_dir, resuming=run_id is not None)
+        manager, epoch_var = restore(gan, cfg, run_dir, resuming=run_id is not None)
         run_dir.mkdir(parents=True, exist_ok=True)
         with mlflow.start_run(run_id=run_id, run_name=cfg.tracking.run_name, nested=mlflow.active_run() is not None,
                               parent_run_id=None if run_id else parent_run_id,
