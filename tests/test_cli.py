@@ -57,7 +57,7 @@ BAD = {
     "sweep sweep=tiny storage=sqlite:///other_optuna.db base=[experiment=tiny,tracking.uri=sqlite:///other.db]": (
         "error: study tiny (its run RUN) was scored with feature network b51a3f860de8, this ganstudy measures with "
         "HASH: their FIDs are not comparable; start a new run or study (or install the ganstudy it used)"),
-    "sweep sweep=nope": "error: sweep=nope: no such sweep file; choose one of default, tiny or a .yaml path",
+    "sweep sweep=nope": "error: sweep=nope: no such sweep file; choose one of default, levers, tiny or a .yaml path",
     "sweep sweep=broken.yaml": "error: sweep=broken.yaml: not valid YAML (expected ',' or ']', but got '<stream end>', "
                                "line 2)",
     "sweep n_trials=-1": "error: sweep=default: n_trials=-1: must be an integer >= 1",

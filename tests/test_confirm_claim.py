@@ -36,7 +36,7 @@ def test_a_claimed_confirm_folder_is_waited_for_and_its_result_taken(tmp_path, m
     holding.wait(30)
     result = {}
     second = threading.Thread(target=lambda: result.update(out=confirm._train_arm(
-        OmegaConf.create({"jobs": 1}), folder, "parent", "best", [], {"ganstudy.budget": "epochs"}, 1)))
+        OmegaConf.create({"jobs": 1}), folder, "parent", "best", [], {"ganstudy.budget": "epochs", "ganstudy.role": "confirm"}, 1)))
     second.start()
     time.sleep(1)
     assert second.is_alive() and not result  # waiting on the claim, not training

@@ -174,6 +174,12 @@ def test_a_study_reaches_its_total_through_ctrl_c_and_killed_workers(tmp_path):
     (["opponents={article: [experiment=tiny]}"], "sweep=tiny: opponents.article: give a list of overrides under a "
                                                  "name other than best, article, tiny"),
     (["opponents={other: [experiment=tiny, lr=0]}"], "sweep=tiny: opponents.other: optimizer.lr_g=0.0: must be > 0"),
+    (["levers={train.d_steps: [1, 2, 3]}"], "sweep=tiny: levers.train.d_steps: give two choices, [the article's, "
+                                              "the other]"),
+    (["levers={train.d_steps: [1, 0]}"], "sweep=tiny: levers.train.d_steps: train.d_steps=0: must be an integer >= 1"),
+    (["ablation=true"], "sweep=tiny: ablation=true needs levers: {key: [the article's choice, the other]}"),
+    (["levers={loss: [ns, hinge]}", "ablation=true", "budgets=[time]", "time_budget=60"],
+     "sweep=tiny: ablation=true needs budgets to include epochs"),
     # The levers: each value checked as train checks it, and a group's choices with the other settings.
     (["space={loss: {choices: [ns, nope]}}"], "sweep=tiny: space.loss: a config group takes choices from hinge, ls, ns, "
                                               "wgan_gp"),
@@ -254,10 +260,10 @@ def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
     assert not (tmp_path / "optuna.db").exists()
     unknown = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "sweep=nope"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
-    assert unknown.returncode == 2 and "sweep=nope: no such sweep file; choose one of default, tiny" in unknown.stderr
+    assert unknown.returncode == 2 and "sweep=nope: no such sweep file; choose one of default, levers, tiny" in unknown.stderr
     usage = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "--help"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
-    assert usage.returncode == 0 and "sweep files: default, tiny" in usage.stdout and "n_trials" in usage.stdout
+    assert usage.returncode == 0 and "sweep files: default, levers, tiny" in usage.stdout and "n_trials" in usage.stdout
 
 
 def confirm_runs(client, parent_id):

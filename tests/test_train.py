@@ -136,6 +136,21 @@ def test_params_are_the_values_that_ran(tiny_overrides, store):
     made = train(compose(tiny_overrides + ["optimizer.lr_g=3e-4", "optimizer.lr_d=1e-4"]))
     params = MlflowClient(store).get_run(made.run_id).data.params
     assert (params["optimizer.lr_g"], params["optimizer.lr_d"]) == ("0.0003", "0.0001") and "lr" not in params
+    # Where it trained (this machine has no GPU), and XLA off unless asked: CPU and GPU runs compute alike.
+    run = MlflowClient(store).get_run(made.run_id)
+    assert run.data.tags["ganstudy.device"] == "CPU:0" and params["train.jit_compile"] == "False"
+
+
+def test_a_gpu_asked_for_and_missing_is_said_and_recorded(capsys):
+    from ganstudy.model import build_gan
+    from ganstudy.train import device_used
+
+    assert device_used("/GPU:0") == "CPU:0"  # this machine has no GPU
+    assert capsys.readouterr().err.startswith("warning: train.device=/GPU:0 asks for a GPU, but TensorFlow sees none")
+    assert device_used("/CPU:0") == "CPU:0" and device_used(None) == "CPU:0"
+    assert capsys.readouterr().err == ""
+    assert build_gan(compose(["experiment=tiny", "run_dir=x"])).jit_compile is False
+    assert build_gan(compose(["experiment=tiny", "run_dir=x", "train.jit_compile=true"])).jit_compile is True
 
 
 def test_latest_checkpoints_stay_local_and_go_when_the_run_ends(tiny_overrides, store, tmp_path):

@@ -91,6 +91,7 @@ class TrainConfig:
     d_steps: int = MISSING
     precision: str = MISSING
     device: Optional[str] = MISSING
+    jit_compile: bool = MISSING
     threads: int = MISSING
     steps_per_execution: int = MISSING
     log_every_steps: int = MISSING

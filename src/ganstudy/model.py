@@ -251,6 +251,6 @@ def build_gan(cfg, steps_per_execution: int = 1, steps_per_epoch: int | None = N
         raise ValueError("build_gan: a learning-rate schedule needs steps_per_epoch")
     gan.compile(d_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_d, t.precision, d_updates),
                 g_optimizer=make_optimizer(cfg.optimizer, cfg.optimizer.lr_g, t.precision, g_updates),
-                steps_per_execution=steps_per_execution)
+                steps_per_execution=steps_per_execution, jit_compile=t.jit_compile)
     gan.build_optimizers()
     return gan

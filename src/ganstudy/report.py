@@ -88,7 +88,7 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
     client = MlflowClient()
     complete = _finished(study)
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    from ganstudy.study_page import trial_cost
+    from ganstudy.study_results import trial_cost
     from ganstudy.tracking import Tag
 
     costs = [trial_cost(t) for t in study.get_trials(deepcopy=False)]
@@ -212,7 +212,7 @@ def _plots(study: optuna.Study, folder: Path) -> None:
 
 
 def print_summary(study: optuna.Study, spec: DictConfig) -> None:
-    from ganstudy.study_page import state_counts
+    from ganstudy.study_results import state_counts
 
     trials = study.get_trials(deepcopy=False)
     print(f"\nstudy {spec.study_name}: {len(trials)} trials ({state_counts(trials)})")

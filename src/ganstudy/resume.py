@@ -15,8 +15,9 @@ from ganstudy.yardstick import refuse_other
 
 CLAIM_FILE = "training.lock"  # held while a process trains in the folder (claim_folder)
 # Keys that may differ between a run and its resumption (epochs, time: to train a finished run longer; threads and
-# steps per call change speed, not results).
+# steps per call change speed, not results; a run may move to another device).
 RESUMABLE_CHANGES = ("resume", "run_dir", "train.epochs", "train.time_budget", "train.progress", "train.threads", "train.steps_per_execution",
+                     "train.device",
                      "tracking.")
 CHECKPOINT_INDEX = "checkpoint"  # tf.train.CheckpointManager's index of checkpoints/, beside ckpt-N.* files
 

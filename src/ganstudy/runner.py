@@ -11,6 +11,7 @@ multiprocessing) and environment (from run_isolated) as they are when its run st
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
@@ -45,7 +46,7 @@ def run_isolated(overrides: list[str], on_eval: Optional[OnEval] = None, on_star
     """train(compose(overrides)) in a child process; raises ConfigError, Diverged or RunFailed as train() would.
     `label` prefixes every line the child prints (runs side by side)."""
     proc, conn = _spawn()
-    conn.send((list(overrides), parent_run_id, tags or {}, label, dict(os.environ)))
+    conn.send((list(overrides), parent_run_id, tags or {}, label, child_environment()))
     with _running_lock:
         _running.add(proc)
     try:
@@ -70,6 +71,41 @@ def share_of_cores(jobs: int) -> list[str]:
     return [f"train.threads={max(1, len(os.sched_getaffinity(0)) // jobs)}"]
 
 
+_slot = threading.local()  # which of side_by_side's job slots this thread is
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this machine shows CUDA, without importing TensorFlow: CUDA_VISIBLE_DEVICES when set, else the
+    ones `nvidia-smi -L` lists; [] on a machine without."""
+    if (ids := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
+        return [i.strip() for i in ids.split(",") if i.strip() and i.strip() != "-1"]
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+def child_environment() -> dict:
+    """The environment a run's process gets: this one's, and, for a job slot of side_by_side when there are
+    several GPUs, CUDA_VISIBLE_DEVICES naming that slot's GPU (each run would otherwise open every GPU and train
+    on the first)."""
+    environ = dict(os.environ)
+    slot, gpus = getattr(_slot, "index", None), visible_gpus()
+    if slot is not None and len(gpus) > 1:
+        environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return environ
+
+
+def _take_slot(counter: itertools.count) -> None:
+    _slot.index = next(counter)
+
+
 def side_by_side(tasks: list[Callable[[], Any]], jobs: int) -> list:
     """Call the tasks in `jobs` threads (each task typically waits on run_isolated); their results, in order.
 
@@ -77,7 +113,8 @@ def side_by_side(tasks: list[Callable[[], Any]], jobs: int) -> list:
     ends one, starts no other task, and is raised here once the threads are done.
     """
     interrupted.clear()  # an earlier call's Ctrl-C or error does not stop this one
-    with ThreadPoolExecutor(max_workers=min(jobs, len(tasks)) or 1, thread_name_prefix="ganstudy-job") as pool:
+    with ThreadPoolExecutor(max_workers=min(jobs, len(tasks)) or 1, thread_name_prefix="ganstudy-job",
+                            initializer=_take_slot, initargs=(itertools.count(),)) as pool:
         futures = [pool.submit(_unless_interrupted, task) for task in tasks]
         try:
             while True:  # in slices: Ctrl-C reaches the main thread between them

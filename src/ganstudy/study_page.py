@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from ganstudy.redact import mask
 from ganstudy.storage import RUN_ATTR
+from ganstudy.study_results import BUDGETS, fmt, state_counts, trial_cost
 from ganstudy.tracking import metric_series
 
 TOP = 5
@@ -70,13 +71,6 @@ def _figure(path: Path, caption: str) -> str:
     return f"<figure>{_img(path, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
-def state_counts(trials: list) -> str:
-    """How many trials are in each state, e.g. "3 complete, 8 pruned, 1 fail"."""
-    states = [t.state for t in trials]
-    return ", ".join(f"{states.count(s)} {s.name.lower()}" for s in
-                     (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING) if s in states)
-
-
 def _counts(trials: list) -> str:
     counts = state_counts(trials)
     ended = [t for t in trials if t.datetime_complete]
@@ -85,14 +79,6 @@ def _counts(trials: list) -> str:
         minutes = (max(t.datetime_complete for t in ended) - min(t.datetime_start for t in trials if t.datetime_start))
         wall = f"; first trial start to last trial end: {minutes.total_seconds() / 60:.0f} min"
     return f"<p>{len(trials)} trials ({counts}){wall}.</p>"
-
-
-def trial_cost(trial) -> tuple[int, float | None]:
-    """(epochs trained, wall minutes) of a trial; epochs as its reports say (a failed one's may be fewer)."""
-    epochs = max(trial.intermediate_values, default=0)
-    if trial.datetime_start is None or trial.datetime_complete is None:
-        return epochs, None
-    return epochs, (trial.datetime_complete - trial.datetime_start).total_seconds() / 60
 
 
 def _cost(trials: list, objective: str) -> str:
@@ -141,7 +127,6 @@ def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
 
 
 def _confirm_row(arm: str, s: dict) -> str:
-    from ganstudy.confirm import BUDGETS, fmt
 
     ci = f"{s['ratio_ci'][0]:.3f}–{s['ratio_ci'][1]:.3f}" if s.get("ratio_ci") else ""
     failed = ", ".join(f"seed {seed}: {why}" for seed, why in s.get("failed", {}).items())

@@ -388,10 +388,17 @@ def main(argv: list[str] | None = None) -> None:
             from ganstudy import report
 
             report.print_summary(study, spec)
-            if spec.confirm:
+            if spec.confirm or spec.ablation:
                 from ganstudy.confirm import confirm, failed_any
 
-                if failed_any(confirm(study, spec, study.user_attrs[report.PARENT_ATTR])):
+                parent_run_id = study.user_attrs[report.PARENT_ATTR]
+                confirmed = confirm(study, spec, parent_run_id)
+                failed = failed_any(confirmed)
+                if spec.ablation:
+                    from ganstudy.ablation import ablation
+
+                    failed |= failed_any(ablation(study, spec, parent_run_id, confirmed))
+                if failed:
                     sys.exit(1)  # the tables are printed; some of their runs failed
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)

@@ -64,6 +64,8 @@ class SweepSpec:
     seeds: int = 3
     budgets: list = field(default_factory=lambda: ["epochs", "time"])  # confirm at the same epochs, same seconds
     time_budget: Optional[float] = None  # confirm's seconds per run at the same time; null: the best arm's own
+    levers: dict = field(default_factory=dict)  # lever key -> [the article's choice, the other]: what ablation changes
+    ablation: bool = False               # after confirm: the winner with each lever changed alone, `seeds` seeds each
     out_dir: str = "outputs/sweeps"      # run folders: OUT_DIR/STUDY-INSTANCE/trial_NNNN
 
 
@@ -171,6 +173,7 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, f"budgets={list(spec.budgets)}: must name epochs, time or both")
     if "time" in spec.budgets and "epochs" not in spec.budgets and not spec.time_budget:
         _fail(name, "budgets=[time] needs time_budget=SECONDS (by default it is the best arm's time at the same epochs)")
+    _check_levers(name, spec)
     if spec.sampler.name not in SAMPLERS:
         _fail(name, f"sampler.name={spec.sampler.name}: must be one of {', '.join(SAMPLERS)}")
     if spec.pruner.name not in PRUNERS:
@@ -197,6 +200,22 @@ def check(spec: DictConfig, name: str) -> None:
     _check_group_combinations(name, spec.space, groups, trial_base(spec))
     for i, params in enumerate(spec.enqueue):
         _check_enqueued(name, f"enqueue[{i}]", params, spec.space)
+
+
+def _check_levers(name: str, spec: DictConfig) -> None:
+    """Each lever names two choices that the base can run with; an ablation needs levers and the same epochs."""
+    for key, choices in spec.levers.items():
+        if not OmegaConf.is_list(choices) or len(choices) != 2:
+            _fail(name, f"levers.{key}: give two choices, [the article's, the other]")
+        for value in choices:
+            try:
+                runnable(list(spec.base) + [f"{key}={value}"])
+            except ConfigError as err:
+                _fail(name, f"levers.{key}: {err}")
+    if spec.ablation and not spec.levers:
+        _fail(name, "ablation=true needs levers: {key: [the article's choice, the other]} in the sweep file")
+    if spec.ablation and "epochs" not in spec.budgets:
+        _fail(name, "ablation=true needs budgets to include epochs: it starts from the winner at the same epochs")
 
 
 def _check_enqueued(name: str, where: str, params: Any, space: DictConfig) -> None:

@@ -27,6 +27,7 @@ class Tag:
     FAIL_REASON = "ganstudy.fail_reason"                        # why a trial or confirm run failed
     ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
     BUDGET = "ganstudy.budget"                                  # a confirmation run's: the same epochs or time
+    DEVICE = "ganstudy.device"                                  # where the run (its last start) trained: GPU:0, CPU:0
     BEST_PARAMS = "best_params"                                 # a study's parent run: its best trial's settings
 # Marks the experiment as model training (MLflow 3's UI still opens it in its GenAI view: see ui_hint).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}

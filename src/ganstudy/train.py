@@ -87,6 +87,21 @@ def _grow_gpu_memory() -> None:
             tf.config.experimental.set_memory_growth(gpu, True)
 
 
+def device_used(asked: str | None) -> str:
+    """The device the run trains on, as its tag records it ("GPU:0", "CPU:0"). A GPU asked for that TensorFlow
+    cannot see (a broken CUDA install, which the quiet console would hide) is said on the run's first line."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if asked and "GPU" in asked.upper() and not gpus:
+        print(f"warning: train.device={asked} asks for a GPU, but TensorFlow sees none (is CUDA installed for it?): "
+              "this run trains on the CPU", file=sys.stderr, flush=True)
+        return "CPU:0"
+    if asked:
+        return asked.upper().lstrip("/").replace("DEVICE:", "")
+    return "GPU:0" if gpus else "CPU:0"
+
+
 def _load_data(cfg: DictConfig) -> _Data:
     from ganstudy.data import load_mnist, steps_per_epoch, training_images
 
@@ -117,12 +132,13 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
     t = cfg.train
     _use_threads(t.threads)  # before TensorFlow's first op
     _grow_gpu_memory()
-    net = feature_net()
-    evaluator = Evaluator(net, data.splits, cfg.eval.n_samples, seed=t.seed)
-    keras.utils.set_random_seed(t.seed)
-    if t.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    with tf.device(t.device) if t.device else contextlib.nullcontext():
+    device = device_used(t.device)
+    with tf.device(t.device) if t.device else contextlib.nullcontext():  # the evaluator's networks too
+        net = feature_net()
+        evaluator = Evaluator(net, data.splits, cfg.eval.n_samples, seed=t.seed)
+        keras.utils.set_random_seed(t.seed)
+        if t.deterministic:
+            tf.config.experimental.enable_op_determinism()
         gan = build_gan(cfg, steps_per_call(data.steps, t.steps_per_execution), data.steps)
         manager, epoch_var = restore(gan, cfg, run_dir, resuming=run_id is not None)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +148,8 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
             on_start, on_eval = hooks
             if on_start:
                 on_start(run.info.run_id)
-            _start_logging(cfg, run, run_id, run_dir, data, net, evaluator, params, tags, int(epoch_var.numpy()))
+            _start_logging(cfg, run, run_id, run_dir, data, net, evaluator, params, {**(tags or {}), "device": device},
+                           int(epoch_var.numpy()))
             stopper = _train_epochs(cfg, gan, data, run.info.run_id, run_dir, manager, epoch_var, evaluator, on_eval)
             _finish(cfg, gan, data, evaluator, run.info.run_id, run_dir, stopper)
             final = _final_metrics(run.info.run_id)
@@ -148,10 +165,11 @@ def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator,
     from ganstudy.tracking import RUN_ID_FILE, Tag
 
     (run_dir / RUN_ID_FILE).write_text(run.info.run_id)
-    mlflow.set_tag(Tag.RUN_DIR, str(run_dir))
+    tags = dict(tags)
+    mlflow.set_tags({Tag.RUN_DIR: str(run_dir), Tag.DEVICE: tags.pop("device")})  # a resume may move
     if run_id is None:
         mlflow.set_tags({Tag.DATA: cfg.data.name, Tag.TRAIN_IMAGES: len(data.train_images), Tag.CLASSIFIER: net.key,
-                         **(tags or {})})
+                         **tags})
         mlflow.log_params(mask_values(params))
         mlflow.log_text(mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
         mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
