@@ -293,7 +293,7 @@ def decided_study(tmp_path, *extra):
 
 
 @pytest.mark.slow
-def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys):
+def test_confirm_compares_best_with_base_and_article_over_seeds_and_the_ablation_one_lever(tmp_path, capsys):
     from ganstudy.confirm import confirm
 
     study, spec, parent_id = decided_study(tmp_path, "seeds=2", "jobs=2")
@@ -341,6 +341,7 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys
 
     confirm(study, spec, parent_id)  # a rerun finds the finished runs and trains nothing
     assert len(confirm_runs(client, parent_id)) == 6
+    check_the_ablation(study, spec, parent_id, client, capsys, tmp_path)
     # The study went on to a new best, and the baseline changed: the best arm is trained again with the new
     # settings and the article arm with the new baseline, nothing else (one seed, to keep the test short).
     from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -357,6 +358,41 @@ def test_confirm_compares_best_with_base_and_article_over_seeds(tmp_path, capsys
     newest = [r for r in runs if r.data.tags["ganstudy.which"] == "best" and r.data.params["optimizer.name"] == "rmsprop"
               and r.data.params["optimizer.lr_g"] == "0.0005"]
     assert len(newest) == 1
+
+
+def check_the_ablation(study, spec, parent_id, client, capsys, tmp_path):
+    """ablation=true after that confirm: the winner's confirm runs are reused, one lever is trained beside them."""
+    import json
+
+    from ganstudy.ablation import ablation, winner
+    from ganstudy.confirm import confirm
+
+    spec.levers, spec.ablation = {"train.d_steps": [1, 2]}, True
+    confirmed = confirm(study, spec, parent_id)
+    capsys.readouterr()
+    results = ablation(study, spec, parent_id, confirmed)
+    reference = results["reference"]
+    assert reference == winner(confirmed["equal_epochs"], "minimize")
+    exp = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and tags.`ganstudy.role` = 'ablation'")
+    assert sorted((r.data.tags["ganstudy.which"], r.data.tags["ganstudy.seed"]) for r in runs) == [
+        ("d_steps_2", "1"), ("d_steps_2", "2")]  # the winner's confirm runs serve as its ablation runs
+    winner_runs = [r for r in confirm_runs(client, parent_id) if r.data.tags["ganstudy.which"] == reference]
+    ignored = ("train.d_steps", "train.seed", "run_dir", "tracking.run_name")
+    for lever in runs:
+        twin = next(r for r in winner_runs if r.data.tags["ganstudy.seed"] == lever.data.tags["ganstudy.seed"])
+        assert lever.data.params["train.d_steps"] == "2" and twin.data.params["train.d_steps"] == "1"
+        assert {k: v for k, v in lever.data.params.items() if k not in ignored} == {
+            k: v for k, v in twin.data.params.items() if k not in ignored}
+    mean = lambda rs: sum(r.data.metrics["objective"] for r in rs) / len(rs)  # noqa: E731
+    ratio = mean(winner_runs) / mean(runs)
+    assert client.get_run(parent_id).data.metrics["ablation_ratio_d_steps_2"] == pytest.approx(ratio)
+    saved = json.loads(Path(client.download_artifacts(parent_id, "ablation.json", str(tmp_path))).read_text())
+    assert saved["reference"] == reference and saved["equal_epochs"]["d_steps_2"]["ratio"] == pytest.approx(ratio)
+    assert f"{reference} vs d_steps_2: ratio {ratio:.3f}" in capsys.readouterr().out
+    ablation(study, spec, parent_id, confirmed)  # a rerun trains nothing
+    assert len(client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and "
+                                         "tags.`ganstudy.role` = 'ablation'")) == 2
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 retries that ride out a database restart; the study instance that names its folders and its MLflow run."""
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 import time
@@ -81,14 +82,84 @@ def _retried(method):
     return call
 
 
+CREATE_TOKEN = "ganstudy_create_token"  # a trial's system attribute: which create_new_trial call made it
+
+
 class RetryingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage whose every call waits (up to RETRY_SECONDS) for a database that stopped answering,
-    so that a PostgreSQL restart in the middle of a study costs time, not trials; Optuna itself does not retry."""
+    so that a PostgreSQL restart in the middle of a study costs time, not trials; Optuna itself does not retry.
+    A write whose connection was lost may have been committed: the two that are not idempotent look first."""
+
+    def _create_new_trial(self, study_id: int, template_trial=None):
+        """(What Optuna's cache calls for create_new_trial.) One ask, one trial: the new trial carries a token, and a retry returns the trial that the lost call
+        made, if it made one, instead of making a second (which would stay RUNNING with no worker)."""
+        token = uuid.uuid4().hex
+        template = _with_token(template_trial, token)
+        lost = []
+
+        def attempt():
+            if lost:
+                made = [t for t in optuna.storages.RDBStorage.get_all_trials(self, study_id, deepcopy=False)
+                        if t.system_attrs.get(CREATE_TOKEN) == token]
+                if made:
+                    return made[0]
+            return _noting_loss(lost, optuna.storages.RDBStorage._create_new_trial, self, study_id, template)
+        return _retried(attempt)()
+
+    def set_trial_state_values(self, trial_id: int, state, values=None) -> bool:
+        """A retry finds the state the lost call set: a finished trial stays told (no 'already finished'
+        error), and a waiting trial this worker took stays this worker's (not left RUNNING with no worker)."""
+        lost = []
+
+        def attempt() -> bool:
+            if lost:
+                now = optuna.storages.RDBStorage.get_trial(self, trial_id)
+                if now.state == state and (values is None or now.values == list(values)):
+                    return True
+            return _noting_loss(lost, optuna.storages.RDBStorage.set_trial_state_values, self, trial_id, state, values)
+        return _retried(attempt)()
 
 
+def _noting_loss(lost: list, call, *args):
+    """call(*args); a lost connection is noted in `lost` (the write may have been committed) and re-raised."""
+    try:
+        return call(*args)
+    except Exception as err:
+        if _connection_lost(err):
+            lost.append(err)
+        raise
+
+
+def _with_token(template, token: str):
+    """The trial to create (Optuna's default: RUNNING, started now), carrying the token."""
+    from datetime import datetime
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    if template is None:
+        template = FrozenTrial(number=0, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+                               datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+                               intermediate_values={}, trial_id=0)
+    else:
+        template = copy.deepcopy(template)
+    template.system_attrs = {**template.system_attrs, CREATE_TOKEN: token}
+    return template
+
+
+def _retrying(name: str):
+    """RDBStorage's call NAME, retried; the call is looked up when made (so that a test can make it fail)."""
+    def call(self, *args, **kwargs):
+        return getattr(optuna.storages.RDBStorage, name)(self, *args, **kwargs)
+    return functools.wraps(getattr(optuna.storages.RDBStorage, name))(_retried(call))
+
+
+# The public calls, and the private ones Optuna's cache makes instead of public ones; the two above retry on
+# their own.
+_CACHE_CALLS = ("_get_stale_trial_ids", "_set_trial_param", "_get_best_trial_id", "_get_trials")
 for _name, _member in vars(optuna.storages.RDBStorage).items():
-    if callable(_member) and (not _name.startswith("_") or _name == "_get_stale_trial_ids"):  # the public calls
-        setattr(RetryingRDBStorage, _name, _retried(_member))
+    if callable(_member) and (not _name.startswith("_") or _name in _CACHE_CALLS) \
+            and _name not in vars(RetryingRDBStorage):
+        setattr(RetryingRDBStorage, _name, _retrying(_name))
 
 
 def study_instance(study: optuna.Study, wait: float = 10.0) -> str:
