@@ -54,9 +54,11 @@ ROLES = ("confirm", "ablation")  # the study run's children that train arms; one
 def _finished_runs(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, str, int], dict]:
     """(arm, overrides fingerprint, seed) -> metrics of this study run's finished confirmation and ablation runs."""
     exp = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'")
+    runs = [r for role in ROLES for r in client.search_runs(
+        [exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{Tag.ROLE}` = '{role}' "
+               "and attributes.status = 'FINISHED'")]  # by role: the study's trials are not fetched
     return {(r.data.tags[Tag.ARM], r.data.tags.get(Tag.OVERRIDES), int(r.data.tags[Tag.SEED])): _outcome(r.data.metrics)
-            for r in runs if r.data.tags.get(Tag.ROLE) in ROLES and "objective" in r.data.metrics}
+            for r in runs if "objective" in r.data.metrics}
 
 
 def _outcome(metrics: dict) -> dict:

@@ -96,8 +96,8 @@ def child_environment() -> dict:
     several GPUs, CUDA_VISIBLE_DEVICES naming that slot's GPU (each run would otherwise open every GPU and train
     on the first)."""
     environ = dict(os.environ)
-    slot, gpus = getattr(_slot, "index", None), visible_gpus()
-    if slot is not None and len(gpus) > 1:
+    slot = getattr(_slot, "index", None)
+    if slot is not None and len(gpus := visible_gpus()) > 1:
         environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     return environ
 

@@ -91,8 +91,9 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
     A write whose connection was lost may have been committed: the two that are not idempotent look first."""
 
     def _create_new_trial(self, study_id: int, template_trial=None):
-        """(What Optuna's cache calls for create_new_trial.) One ask, one trial: the new trial carries a token, and a retry returns the trial that the lost call
-        made, if it made one, instead of making a second (which would stay RUNNING with no worker)."""
+        """(What Optuna's cache calls for create_new_trial.) One ask, one trial: the new trial carries a token,
+        and a retry returns the trial that the lost call made, if it made one, instead of making a second (which
+        would stay RUNNING with no worker)."""
         token = uuid.uuid4().hex
         template = _with_token(template_trial, token)
         lost = []

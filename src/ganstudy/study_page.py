@@ -127,7 +127,6 @@ def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
 
 
 def _confirm_row(arm: str, s: dict) -> str:
-
     ci = f"{s['ratio_ci'][0]:.3f}–{s['ratio_ci'][1]:.3f}" if s.get("ratio_ci") else ""
     failed = ", ".join(f"seed {seed}: {why}" for seed, why in s.get("failed", {}).items())
     mean = "" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"

@@ -173,7 +173,6 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, f"budgets={list(spec.budgets)}: must name epochs, time or both")
     if "time" in spec.budgets and "epochs" not in spec.budgets and not spec.time_budget:
         _fail(name, "budgets=[time] needs time_budget=SECONDS (by default it is the best arm's time at the same epochs)")
-    _check_levers(name, spec)
     if spec.sampler.name not in SAMPLERS:
         _fail(name, f"sampler.name={spec.sampler.name}: must be one of {', '.join(SAMPLERS)}")
     if spec.pruner.name not in PRUNERS:
@@ -182,12 +181,13 @@ def check(spec: DictConfig, name: str) -> None:
         _fail(name, "space is empty: name at least one setting to search")
     try:  # the base and the article's settings must be runs that can work
         base = runnable(trial_base(spec))
-        runnable(list(spec.base))
+        confirm_base = runnable(list(spec.base))
         runnable(list(spec.base) + list(spec.baseline))
         check_objective(spec.objective, base, spec.direction)
     except ConfigError as err:
         _fail(name, str(err))
     groups = {k for k in base.keys() if OmegaConf.is_dict(base[k])}
+    _check_levers(name, spec, confirm_base, groups)
     for key, param in spec.space.items():
         # A setting searched only under a group's choice (when: {loss: wgan_gp}) is checked under that choice.
         under = _group_conditions(param, groups)
@@ -202,14 +202,15 @@ def check(spec: DictConfig, name: str) -> None:
         _check_enqueued(name, f"enqueue[{i}]", params, spec.space)
 
 
-def _check_levers(name: str, spec: DictConfig) -> None:
-    """Each lever names two choices that the base can run with; an ablation needs levers and the same epochs."""
+def _check_levers(name: str, spec: DictConfig, base: DictConfig, groups: set) -> None:
+    """Each lever names two choices that the base (composed: `base`) can run with; an ablation needs levers and
+    the same epochs."""
     for key, choices in spec.levers.items():
         if not OmegaConf.is_list(choices) or len(choices) != 2:
             _fail(name, f"levers.{key}: give two choices, [the article's, the other]")
         for value in choices:
             try:
-                runnable(list(spec.base) + [f"{key}={value}"])
+                _runnable_with(base, list(spec.base), key, value, key in groups)
             except ConfigError as err:
                 _fail(name, f"levers.{key}: {err}")
     if spec.ablation and not spec.levers:

@@ -148,7 +148,7 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
             on_start, on_eval = hooks
             if on_start:
                 on_start(run.info.run_id)
-            _start_logging(cfg, run, run_id, run_dir, data, net, evaluator, params, {**(tags or {}), "device": device},
+            _start_logging(cfg, run, run_id, run_dir, data, net, evaluator, params, tags, device,
                            int(epoch_var.numpy()))
             stopper = _train_epochs(cfg, gan, data, run.info.run_id, run_dir, manager, epoch_var, evaluator, on_eval)
             _finish(cfg, gan, data, evaluator, run.info.run_id, run_dir, stopper)
@@ -157,7 +157,8 @@ def _fit(cfg, data: _Data, run_id, run_dir: Path, params, hooks, parent_run_id, 
     return RunResult(run.info.run_id, run_dir, final)
 
 
-def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator, params, tags, first_epoch) -> None:
+def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator, params, tags, device: str,
+                   first_epoch) -> None:
     """A new run gets its params, config, tags and the real-image floor; a resumed one a resume tag."""
     import mlflow
 
@@ -165,11 +166,10 @@ def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator,
     from ganstudy.tracking import RUN_ID_FILE, Tag
 
     (run_dir / RUN_ID_FILE).write_text(run.info.run_id)
-    tags = dict(tags)
-    mlflow.set_tags({Tag.RUN_DIR: str(run_dir), Tag.DEVICE: tags.pop("device")})  # a resume may move
+    mlflow.set_tags({Tag.RUN_DIR: str(run_dir), Tag.DEVICE: device})  # a resume may move
     if run_id is None:
         mlflow.set_tags({Tag.DATA: cfg.data.name, Tag.TRAIN_IMAGES: len(data.train_images), Tag.CLASSIFIER: net.key,
-                         **tags})
+                         **(tags or {})})
         mlflow.log_params(mask_values(params))
         mlflow.log_text(mask(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
         mlflow.log_metrics({"classifier_accuracy": net.accuracy, **evaluator.floor()}, step=0)
