@@ -182,7 +182,8 @@ def test_workers_that_start_together_elect_one_parent_run(servers, monkeypatch):
     both take the same one, the other is deleted, and another study's parent run of the same name (another
     instance) is not taken, however recent."""
     from ganstudy import report
-    from ganstudy.tracking import Tag, use_experiment
+    from ganstudy.tags import Tag
+    from ganstudy.tracking import use_experiment
 
     spec = sweep_spec.load("tiny", ["study_name=race"])
     tracking = compose(["experiment=tiny", "run_dir=unused", f"tracking.uri={servers.mlflow}"]).tracking

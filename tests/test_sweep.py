@@ -763,7 +763,8 @@ def test_the_verdict_follows_the_sign_of_the_difference(capsys):
     """A minimized objective that is negative (-2 against -1): the ratio of means is 2, yet best is better."""
     from omegaconf import OmegaConf
 
-    from ganstudy.confirm import print_table, summarize
+    from ganstudy.comparison_view import print_table
+    from ganstudy.stats import summarize
 
     summary = summarize({"best": {1: ({"objective": -2.1}, None), 2: ({"objective": -1.9}, None)},
                          "base": {1: ({"objective": -1.1}, None), 2: ({"objective": -0.9}, None)}})

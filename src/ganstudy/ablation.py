@@ -6,8 +6,8 @@ from __future__ import annotations
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from ganstudy.confirm import arm_setting, arms, compare, log_artifacts, log_summary, print_table
-from ganstudy.tracking import Tag
+from ganstudy.comparison_view import print_table
+from ganstudy.confirm import arm_setting, arms, compare, log_artifacts, log_summary
 
 
 def winner(equal_epochs: dict, direction: str) -> str:
@@ -48,9 +48,10 @@ def ablation(study: optuna.Study, spec: DictConfig, parent_run_id: str, confirme
     {"reference": arm, "equal_epochs": {arm: summary}}."""
     reference = winner(confirmed["equal_epochs"], spec.direction)
     overrides = arms(study, spec)[reference]
-    client, folder, tags = arm_setting(study, spec, "ablation")
-    summary = compare(spec, client, parent_run_id, folder, {**tags, Tag.BUDGET: "epochs"},
-                      {reference: overrides, **lever_arms(overrides, spec.levers)}, [])
+    setting = arm_setting(study, spec, "ablation")
+    client = setting.client
+    summary = compare(spec, setting, parent_run_id, "epochs", {reference: overrides,
+                                                               **lever_arms(overrides, spec.levers)}, [])
     results = {"reference": reference, "equal_epochs": summary}
     log_summary(client, parent_run_id, "ablation", summary)
     log_artifacts(client, parent_run_id, "ablation", results, spec.objective)

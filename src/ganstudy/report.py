@@ -31,7 +31,8 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg, instance: st
     same one and the others delete theirs: the shared stores decide, no lock is needed. The election is among
     runs of this study instance only: another study of the same name is another instance.
     """
-    from ganstudy.tracking import Tag, use_experiment
+    from ganstudy.tags import Tag
+    from ganstudy.tracking import use_experiment
 
     experiment_id = use_experiment(tracking_cfg)
     client = MlflowClient()
@@ -56,7 +57,7 @@ def _elect(client: MlflowClient, experiment_id: str, instance: str) -> str:
     """The earliest (start time, then id) of the parent runs that workers racing to create one made. Each
     worker creates its run, then waits before it looks: the earliest run exists by then, and every racer
     elects it (given clocks in step within the wait, as NTP keeps them)."""
-    from ganstudy.tracking import Tag
+    from ganstudy.tags import Tag
 
     time.sleep(ELECTION_WAIT)
     runs = client.search_runs([experiment_id], f"tags.`{Tag.INSTANCE}` = '{instance}' and tags.`{Tag.ROLE}` = 'study'")
@@ -89,7 +90,7 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
     complete = _finished(study)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     from ganstudy.study_results import trial_cost
-    from ganstudy.tracking import Tag
+    from ganstudy.tags import Tag
 
     costs = [trial_cost(t) for t in study.get_trials(deepcopy=False)]
     spent = {"trial_epochs": sum(e for e, _ in costs), "trial_minutes": sum(m for _, m in costs if m is not None)}

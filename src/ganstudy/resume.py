@@ -10,7 +10,9 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ganstudy.config import ConfigError
-from ganstudy.tracking import Tag, download_dir, epochs_logged, find_run, folder_run_id
+from ganstudy.run_history import download_dir, epochs_logged
+from ganstudy.tags import Tag
+from ganstudy.tracking import find_run, folder_run_id
 from ganstudy.yardstick import refuse_other
 
 CLAIM_FILE = "training.lock"  # held while a process trains in the folder (claim_folder)

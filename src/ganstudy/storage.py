@@ -44,8 +44,9 @@ JOURNAL_NOTE = ("a journal-file storage has no heartbeat: a trial whose worker d
                 "waits for it; an SQLite or PostgreSQL URL has such trials failed and retried")
 
 
-def make_storage(url: str, heartbeat: Optional[int] = None):
-    """Optuna storage with a heartbeat: a trial whose worker died is failed after 2 beats and retried once."""
+def make_storage(url: str, heartbeat: Optional[int] = None, retry_stale: bool = True):
+    """Optuna storage with a heartbeat: a trial whose worker died is failed after 2 beats (and retried once,
+    unless `retry_stale` is false)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if "://" not in url:  # a journal file: shared by workers on one machine or a shared disk, no heartbeat
@@ -57,7 +58,7 @@ def make_storage(url: str, heartbeat: Optional[int] = None):
     if heartbeat is None:  # a reader (the report's plots), not a worker
         return RetryingRDBStorage(url, engine_kwargs=engine)
     return RetryingRDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                              heartbeat_stale_trial_callback=_end_and_retry)
+                              heartbeat_stale_trial_callback=_end_and_retry if retry_stale else None)
 
 
 def _connection_lost(err: BaseException) -> bool:
@@ -229,7 +230,7 @@ def study_dir(out_dir: str, study_name: str, instance: str) -> Path:
     return Path(out_dir) / f"{study_name}-{instance}"
 
 
-_retrying = threading.Lock()
+_stale_lock = threading.Lock()
 
 
 def _end_and_retry(study: optuna.Study, trial) -> None:
@@ -238,7 +239,7 @@ def _end_and_retry(study: optuna.Study, trial) -> None:
     from ganstudy.tracking import end_if_running
 
     retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
-    with _retrying:
+    with _stale_lock:
         if any(retried(t) == trial.number for t in study.get_trials(deepcopy=False)):
             return
         if RUN_ATTR in trial.user_attrs:

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ganstudy.redact import mask
 from ganstudy.storage import RUN_ATTR
 from ganstudy.study_results import BUDGETS, fmt, state_counts, trial_cost
-from ganstudy.tracking import metric_series
+from ganstudy.run_history import metric_series
 
 TOP = 5
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}

@@ -28,7 +28,8 @@ from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores
 from ganstudy.redact import mask
 from ganstudy.storage import (FAIL_ATTR, JOURNAL_NOTE, RUN_ATTR, check_identity, make_storage, new_instance,
                               predates_instances, storage_url, study_dir, study_instance)
-from ganstudy.tracking import Tag, check_server, sqlite_init_lock
+from ganstudy.tags import Tag
+from ganstudy.tracking import check_server, sqlite_init_lock
 from ganstudy.train import Diverged
 
 

@@ -11,24 +11,11 @@ from mlflow.tracking import MlflowClient
 
 from ganstudy.config import ConfigError
 from ganstudy.redact import mask
+from ganstudy.tags import Tag
 
 RUN_ID_FILE = "mlflow_run_id.txt"
 
 
-class Tag:
-    """The MLflow tags ganstudy sets: one place, imported by every module that reads or writes them."""
-    DATA, TRAIN_IMAGES, CLASSIFIER = "ganstudy.data", "ganstudy.train_images", "ganstudy.classifier"
-    RUN_DIR, RESUMED_FROM = "ganstudy.run_dir", "ganstudy.resumed_from_epoch"
-    DIVERGED, DIVERGED_AT = "ganstudy.diverged", "ganstudy.diverged_at"
-    STUDY, ROLE = "ganstudy.study", "ganstudy.role"            # a sweep's runs: role study, trial or confirm
-    INSTANCE = "ganstudy.study_instance"                        # which study of that name (storage.study_instance)
-    EPOCHS = "ganstudy.epochs"                                  # the epochs the run was last trained to
-    TRIAL, TRIAL_STATE = "ganstudy.trial", "ganstudy.trial_state"
-    FAIL_REASON = "ganstudy.fail_reason"                        # why a trial or confirm run failed
-    ARM, SEED, OVERRIDES = "ganstudy.which", "ganstudy.seed", "ganstudy.overrides_sha"  # confirmation runs
-    BUDGET = "ganstudy.budget"                                  # a confirmation run's: the same epochs or time
-    DEVICE = "ganstudy.device"                                  # where the run (its last start) trained: GPU:0, CPU:0
-    BEST_PARAMS = "best_params"                                 # a study's parent run: its best trial's settings
 # Marks the experiment as model training (MLflow 3's UI still opens it in its GenAI view: see ui_hint).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
@@ -66,7 +53,7 @@ def _is_local(uri: str) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path):
+def _file_lock(path: Path):
     """Hold an exclusive lock on this file (created if need be) across processes on this machine."""
     import fcntl
 
@@ -87,7 +74,7 @@ def sqlite_init_lock(uri: str):
         yield
         return
     db = Path(uri.removeprefix("sqlite:///"))
-    with file_lock(db.with_name(db.name + ".lock")):
+    with _file_lock(db.with_name(db.name + ".lock")):
         yield
 
 
@@ -179,46 +166,3 @@ def end_if_running(run_id: str, status: str) -> None:
     client = MlflowClient()
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, status)
-
-
-def logged_steps(run_id: str) -> dict[str, int]:
-    """The last step each metric of a run was logged at ({} for a new run): a resumed run replays the epochs
-    since its checkpoint, and logs only what its killed process had not."""
-    client = MlflowClient()
-    return {key: max(m.step for m in client.get_metric_history(run_id, key))
-            for key in client.get_run(run_id).data.metrics}
-
-
-def last_image_step(run_id: str, key: str) -> int:
-    """The last step of the run's `mlflow.log_image(key=...)` images (0: none); MLflow names their files
-    images/<key>+step+<step>+timestamp+..."""
-    steps = [int(a.path.split("+step+")[1].split("+")[0]) for a in MlflowClient().list_artifacts(run_id, "images")
-             if Path(a.path).name.startswith(f"{key}+step+")]
-    return max(steps, default=0)
-
-
-def epochs_logged(run_id: str) -> int:
-    """The last epoch the run logged (0: none): every epoch logs d_loss at its number."""
-    return max((step for step, _ in metric_series(run_id, "d_loss")), default=0)
-
-
-def metric_series(run_id: str, metric: str) -> list[tuple[int, float]]:
-    """(step, value) pairs of a metric, in step order."""
-    return sorted((m.step, m.value) for m in MlflowClient().get_metric_history(run_id, metric))
-
-
-def download_dir(run_id: str, artifact_path: str, dest: Path) -> None:
-    """Copy a run's artifact folder into dest, if the run has it."""
-    if MlflowClient().list_artifacts(run_id, artifact_path):
-        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(dest))
-
-
-def last_values(run_id: str) -> dict[str, float]:
-    """The latest value of every metric of a run."""
-    return dict(MlflowClient().get_run(run_id).data.metrics)
-
-
-def best_value(run_id: str, metric: str, until_step: int) -> tuple[float, int]:
-    """(lowest value, its step) of a metric over steps <= until_step; (inf, 0) when there is none."""
-    points = [(v, s) for s, v in metric_series(run_id, metric) if s <= until_step]
-    return min(points, default=(float("inf"), 0))

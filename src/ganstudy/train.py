@@ -163,7 +163,8 @@ def _start_logging(cfg, run, run_id, run_dir: Path, data: _Data, net, evaluator,
     import mlflow
 
     from ganstudy.redact import mask, mask_values
-    from ganstudy.tracking import RUN_ID_FILE, Tag
+    from ganstudy.tags import Tag
+    from ganstudy.tracking import RUN_ID_FILE
 
     (run_dir / RUN_ID_FILE).write_text(run.info.run_id)
     mlflow.set_tags({Tag.RUN_DIR: str(run_dir), Tag.DEVICE: device})  # a resume may move
@@ -185,21 +186,21 @@ def _train_epochs(cfg, gan, data: _Data, run_id, run_dir: Path, manager, epoch_v
     import numpy as np
 
     from ganstudy import callbacks as cb
-    from ganstudy import tracking
+    from ganstudy import run_history
     from ganstudy.data import training_dataset
 
     t = cfg.train
     first_epoch = int(epoch_var.numpy())
-    log = cb.LogOnce(tracking.logged_steps(run_id))
-    best = tracking.best_value(run_id, "fid", until_step=first_epoch)
+    log = cb.LogOnce(run_history.logged_steps(run_id))
+    best = run_history.best_value(run_id, "fid", until_step=first_epoch)
     fixed_noise = np.random.default_rng(t.seed).standard_normal((16, cfg.model.noise_dim)).astype(np.float32)
     quiet = t.progress == "none"
     stopper = cb.StopOnDivergence()
     upload = t.checkpoints == "all"  # what a resume on another machine needs
-    spent_before = dict(tracking.metric_series(run_id, "train_seconds")).get(first_epoch, 0.0)  # a resume's
+    spent_before = dict(run_history.metric_series(run_id, "train_seconds")).get(first_epoch, 0.0)  # a resume's
     callbacks = [stopper, cb.Spending(data.steps, len(data.train_images), t.time_budget, spent_before, log),
                  cb.MlflowMetrics(data.steps, t.log_every_steps, log),
-                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", tracking.last_image_step(run_id, "samples")),
+                 cb.SampleGrid(gan.sampler, fixed_noise, run_dir / "samples", run_history.last_image_step(run_id, "samples")),
                  cb.Evaluation(evaluator, gan, cfg.eval.every, t.epochs, log, best,
                                run_dir / "checkpoints" / BEST_GENERATOR_FILE, on_eval, quiet, upload),
                  cb.Checkpointing(manager, epoch_var, t.checkpoint_every, t.epochs, upload)]
@@ -217,9 +218,10 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
     """After the last epoch: the detector, the pictures and models; a diverged run is tagged and raises."""
     import mlflow
 
-    from ganstudy import tracking
+    from ganstudy import run_history
+    from ganstudy.tags import Tag
 
-    epoch = tracking.epochs_logged(run_id)  # the last one trained
+    epoch = run_history.epochs_logged(run_id)  # the last one trained
     if stopper.diverged_at is None and cfg.eval.detector:
         _fit_detector(gan.sampler, data.train_images, evaluator, cfg.eval.detector_epochs, cfg.train.seed, epoch)
     _log_outputs(run_id, gan, run_dir, epoch)
@@ -227,13 +229,13 @@ def _finish(cfg, gan, data: _Data, evaluator, run_id: str, run_dir: Path, stoppe
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if stopper.diverged_at is not None:
         epoch, batch = stopper.diverged_at
-        mlflow.set_tags({tracking.Tag.DIVERGED: "true", tracking.Tag.DIVERGED_AT: f"epoch {epoch}, batch {batch}"})
+        mlflow.set_tags({Tag.DIVERGED: "true", Tag.DIVERGED_AT: f"epoch {epoch}, batch {batch}"})
         raise Diverged(f"run {run_id} diverged at epoch {epoch}, batch {batch}: the losses are no longer finite "
                        "(NaN/inf); try a lower learning rate")
 
 
 def _final_metrics(run_id: str) -> dict:
-    from ganstudy.tracking import last_values
+    from ganstudy.run_history import last_values
 
     return {k: v for k, v in last_values(run_id).items() if "/" not in k}
 
@@ -258,19 +260,19 @@ def _log_outputs(run_id, gan, run_dir: Path, epoch: int) -> None:
     import keras
     import mlflow
 
-    from ganstudy import mlflow_models, tracking
+    from ganstudy import mlflow_models, run_history
     from ganstudy.images import make_gif, plot_d_outputs
 
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
     if frames:
         mlflow.log_artifact(str(make_gif(frames, run_dir / "samples" / "progress.gif")), "samples")
-    plot = plot_d_outputs(tracking.metric_series(run_id, "d_real"), tracking.metric_series(run_id, "d_fake"),
+    plot = plot_d_outputs(run_history.metric_series(run_id, "d_real"), run_history.metric_series(run_id, "d_fake"),
                           run_dir / "d_outputs.png")
     mlflow.log_artifact(str(plot))
     mm = mlflow_models
     mm.log(mm.pixel_generator(gan.sampler), mm.GENERATOR, epoch)
     mm.log(mm.pixel_scorer(gan.discriminator), mm.DISCRIMINATOR, epoch)
-    best, best_epoch = run_dir / "checkpoints" / BEST_GENERATOR_FILE, tracking.best_value(run_id, "fid", epoch)[1]
+    best, best_epoch = run_dir / "checkpoints" / BEST_GENERATOR_FILE, run_history.best_value(run_id, "fid", epoch)[1]
     if best.exists():
         mm.log(mm.pixel_generator(keras.models.load_model(best, compile=False)), mm.GENERATOR_BEST, best_epoch)
 

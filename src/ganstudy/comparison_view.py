@@ -1,0 +1,66 @@
+"""How a comparison is shown: its table and verdicts on the console, and its plot (each arm's seeds and
+mean ± std)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ganstudy.study_results import comparisons, fmt
+
+
+def plot(results: dict, objective: str, out: Path) -> Path:
+    """Each arm's seeds and mean ± std, one panel per comparison, on a log axis: 30 against 60 stays visible
+    beside 450."""
+    from matplotlib.figure import Figure
+
+    shown = comparisons(results)
+    fig = Figure(figsize=(5.5 * len(shown), 3.5))
+    for ax, (name, summary) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown.items()):
+        for i, (arm, s) in enumerate(summary.items()):
+            if s["values"]:
+                ax.errorbar(i, s["mean"], yerr=s["std"], fmt="o", capsize=8, markersize=8)
+                ax.scatter(np.full(len(s["values"]), i + 0.12), s["values"], color="grey", s=14,
+                           label="one seed" if i == 0 else None)
+        ax.set_xticks(range(len(summary)), [f"{arm} settings" for arm in summary])
+        ax.set(ylabel=f"{objective} (log scale)", yscale="log", title=title(name, results.get("time_budget")))
+        ax.set_xlim(-0.6, len(summary) - 0.4)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def title(name: str, seconds) -> str:
+    return "same epochs" if name == "equal_epochs" else f"same wall-clock time ({seconds} s)"
+
+
+def print_table(summary: dict, spec: DictConfig, name: str = "equal_epochs", seconds=None) -> None:
+    """The comparison's table and a verdict per arm against the first (the reference)."""
+    reference = next(iter(summary))
+    width = max(10, *map(len, summary))
+    print(f"\n{title(name, seconds)}:\n{'settings':<{width}} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} "
+          f"{reference + '/this':>12} {'95% interval':>15} {'Welch p':>9} {'epochs':>7} {'updates':>8} {'images':>9} "
+          f"{'seconds':>8}  failed")
+    for arm, s in summary.items():
+        ci = "" if not s.get("ratio_ci") else f"{s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
+        b = s.get("budget", {})
+        failed = ", ".join(f"seed {seed}" for seed in s["failed"])
+        print(f"{arm:<{width}} {fmt(s['mean'], '>16.4g'):>16} {fmt(s['std'], '>10.3g'):>10} {len(s['values']):>6} "
+              f"{fmt(s.get('ratio'), '.3f'):>12} {ci:>15} {fmt(s.get('p_value'), '.3g'):>9} "
+              f"{fmt(b.get('epochs'), '.0f'):>7} {fmt(b.get('updates'), '.0f'):>8} {fmt(b.get('images'), '.0f'):>9} "
+              f"{fmt(b.get('train_seconds'), '.0f'):>8}  {failed}")
+    for arm, s in list(summary.items())[1:]:
+        if s["ratio"] is None:
+            print(f"{reference} vs {arm}: no ratio (an arm has no seed that counted)")
+            continue
+        difference = summary[reference]["mean"] - s["mean"]  # a ratio flips its meaning for values <= 0
+        better = difference < 0 if spec.direction == "minimize" else difference > 0
+        evidence = "" if s.get("p_value") is None else f", Welch t-test p = {s['p_value']:.3g}"
+        interval = "" if not s.get("ratio_ci") else f", 95% interval {s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
+        print(f"{reference} vs {arm}: ratio {s['ratio']:.3f} ({'better' if better else 'not better'} for a "
+              f"{spec.direction}d objective{interval}{evidence})")
+    for arm, s in summary.items():
+        for seed, why in s["failed"].items():
+            print(f"failed: {arm} seed {seed}: {why}")

@@ -1,0 +1,127 @@
+"""Confirm workers on several machines share a study's storage: each confirm run is trained once, a worker
+waits for the run another holds and takes its result, and a dead worker's run is taken over."""
+import multiprocessing
+import threading
+import time
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from ganstudy import arm_runs
+from ganstudy.arm_runs import ArmSetting
+from ganstudy.claims import HOST_ATTR, KEY_ATTR, PID_ATTR, RunClaims
+from ganstudy.tags import Tag
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_of_workers_that_claim_one_run_together_one_trains_and_the_others_take_its_run(url):
+    trained, got = [], []
+
+    def worker(n):  # each its own storage connection, as on its own machine
+        with RunClaims(url, 2, "s-runs").hold("key/best/seed1") as claim:
+            if claim.done_by is None:
+                trained.append(n)
+                time.sleep(1.0)
+                claim.run_id = f"run-of-{n}"
+            else:
+                got.append(claim.done_by)
+
+    RunClaims(url, 2, "s-runs")  # the claims study exists before the race, as confirm's first worker makes it
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(trained) == 1 and got == [f"run-of-{trained[0]}"] * 3
+
+
+def test_a_run_whose_training_failed_is_claimed_again(url):
+    claims = RunClaims(url, 2, "s-runs")
+    with pytest.raises(RuntimeError):
+        with claims.hold("k") as claim:
+            raise RuntimeError("the run failed")
+    with claims.hold("k") as claim:
+        assert claim.done_by is None  # this worker trains it afresh
+        claim.run_id = "second"
+    with claims.hold("k") as claim:
+        assert claim.done_by == "second"
+
+
+def _claim_from(url: str, host: str, pid: int) -> None:
+    storage = RunClaims(url, 1, "s-runs").storage
+    from ganstudy.claims import _claim
+
+    template = _claim("k")
+    template.user_attrs.update({HOST_ATTR: host, PID_ATTR: pid})
+    storage.record_heartbeat(storage.create_new_trial(storage.get_study_id_from_name("s-runs"), template))
+
+
+def test_the_claim_of_a_process_of_this_machine_that_ended_is_taken_over_at_once(url):
+    import socket
+
+    ended = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    ended.start()
+    ended.join()
+    _claim_from(url, socket.gethostname(), ended.pid)
+    started = time.monotonic()
+    with RunClaims(url, 60, "s-runs").hold("k") as claim:
+        assert claim.done_by is None
+    assert time.monotonic() - started < 5  # not 2 heartbeats of 60 s
+
+
+def test_the_claim_of_another_machine_that_stopped_beating_is_taken_over_after_two_heartbeats(url, capsys):
+    _claim_from(url, "elsewhere", 1)
+    claims = RunClaims(url, 1, "s-runs")
+    started = time.monotonic()
+    with claims.hold("k") as claim:
+        assert claim.done_by is None
+    assert time.monotonic() - started >= 1.5
+    assert "another worker is training k" in capsys.readouterr().out
+    states = sorted(t.state.name for t in claims.study.get_trials() if t.user_attrs[KEY_ATTR] == "k")
+    assert states == ["FAIL", "FAIL"]  # the stale claim, and this one (no run_id was set)
+
+
+def test_a_confirm_run_held_on_another_machine_is_waited_for_and_its_result_taken(tmp_path, url, monkeypatch):
+    """Two machines: the same study storage and tracking store, different run folders (no shared disk)."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient()
+    experiment = client.create_experiment("claim", (tmp_path / "artifacts").as_uri())
+    trained = []
+    monkeypatch.setattr(arm_runs, "_train", lambda *args: trained.append(args) or ({"objective": -1.0}, None))
+    spec = OmegaConf.create({"jobs": 1})
+    tags = {Tag.BUDGET: "epochs", Tag.ROLE: "confirm"}
+    key = arm_runs.fingerprint([])
+    holding, release = threading.Event(), threading.Event()
+
+    def first_machine():
+        with RunClaims(url, 2, "s-runs").hold(f"{key}/best/seed1") as claim:
+            holding.set()
+            release.wait(30)
+            run = client.create_run(experiment).info.run_id
+            client.log_metric(run, "objective", 42.0)
+            client.set_terminated(run, "FINISHED")
+            claim.run_id = run
+
+    first = threading.Thread(target=first_machine)
+    first.start()
+    holding.wait(30)
+    second_machine = ArmSetting(client, tmp_path / "machine2" / "confirm", RunClaims(url, 2, "s-runs"), tags)
+    result = {}
+    second = threading.Thread(target=lambda: result.update(out=arm_runs._train_arm(
+        spec, second_machine, "parent", "best", [], 1)))
+    second.start()
+    time.sleep(1.5)
+    assert second.is_alive() and not result  # waiting on the claim, not training
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert result["out"][0]["objective"] == 42.0 and result["out"][1] is None
+    assert not trained
+    assert optuna.load_study(study_name="s-runs", storage=url).trials[0].state.name == "COMPLETE"
