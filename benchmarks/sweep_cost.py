@@ -154,7 +154,7 @@ def study_result(study, spec) -> dict:
     from optuna.trial import TrialState
 
     from ganstudy.config import compose
-    from ganstudy.tracking import Tag
+    from ganstudy.tags import Tag
 
     cfg = compose(list(spec.base) + ["run_dir=unused"])
     mlflow.set_tracking_uri(cfg.tracking.uri)
