@@ -125,3 +125,15 @@ def test_a_confirm_run_held_on_another_machine_is_waited_for_and_its_result_take
     assert result["out"][0]["objective"] == 42.0 and result["out"][1] is None
     assert not trained
     assert optuna.load_study(study_name="s-runs", storage=url).trials[0].state.name == "COMPLETE"
+
+
+def test_a_wait_for_another_workers_run_ends_at_ctrl_c(url):
+    """Ctrl-C (side_by_side sets its `interrupted` event) ends a worker that waits for a claim, at once."""
+    _claim_from(url, "elsewhere", 1)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with RunClaims(url, 60, "s-runs").hold("k", stop=stop):
+            pass
+    assert time.monotonic() - started < 5

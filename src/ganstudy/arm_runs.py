@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ganstudy.claims import Claim, RunClaims
 from ganstudy.config import ConfigError
 from ganstudy.resume import cannot_resume
-from ganstudy.runner import run_isolated, share_of_cores, side_by_side
+from ganstudy.runner import interrupted, run_isolated, share_of_cores, side_by_side
 from ganstudy.study_results import BUDGETS
 from ganstudy.tags import Tag
 from ganstudy.tracking import folder_run_id, mark_failed
@@ -85,7 +85,7 @@ def _train_arm(spec: DictConfig, setting: ArmSetting, parent_run_id: str, arm: s
     key = fingerprint(overrides)
     tags = {**setting.tags, Tag.ARM: arm, Tag.SEED: seed, Tag.OVERRIDES: key}
     name = f"{tags[Tag.ROLE]}_{arm}_seed{seed}"
-    with setting.claims.hold(f"{key}/{arm}/seed{seed}") as claim:
+    with setting.claims.hold(f"{key}/{arm}/seed{seed}", stop=interrupted) as claim:
         if claim.done_by is not None:  # another worker trained it meanwhile
             return outcome(setting.client.get_run(claim.done_by).data.metrics), None
         for attempt in itertools.count(1):

@@ -51,15 +51,17 @@ class RunClaims:
         self.poll = min(heartbeat, 10)
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[Claim]:
+    def hold(self, key: str, stop: Optional[threading.Event] = None) -> Iterator[Claim]:
         """Hold run KEY while the body trains it; while another worker holds it, wait: its claim ends COMPLETE
-        (then the yielded claim's `done_by` is that worker's run) or fails (then this worker takes it)."""
-        told = False
+        (then the yielded claim's `done_by` is that worker's run) or fails (then this worker takes it). The
+        wait ends with KeyboardInterrupt when `stop` is set (Ctrl-C)."""
+        told, stop = False, stop or threading.Event()
         while (taken := self._take(key)) is None:
             if not told:
                 print(f"confirm: another worker is training {key}; waiting for it", flush=True)
                 told = True
-            time.sleep(self.poll)
+            if stop.wait(self.poll):
+                raise KeyboardInterrupt
         if isinstance(taken, str):
             yield Claim(done_by=taken)
             return
