@@ -50,7 +50,7 @@ def test_tiny_sweep_regression(tiny_study, capsys):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     exp = client.get_run(parent_id).info.experiment_id
-    nested = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'")
+    nested = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and tags.`ganstudy.role` = 'trial'")
     assert len(nested) == 4
     assert sorted(r.data.tags["ganstudy.trial_state"] for r in nested) == sorted(
         t.state.name.lower() for t in trials)

@@ -13,7 +13,7 @@ import numpy as np
 from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
 from ganstudy.data import to_pixels
-from ganstudy.mlflow_models import DETECTOR, DISCRIMINATOR
+from ganstudy.mlflow_models import DETECTOR, DISCRIMINATOR, version_threshold
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,7 +22,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("files", nargs="+", type=Path,
                    help="PNG/JPEG images (grey, or turned grey and resized to 28x28) or .npz arrays of images")
     p.add_argument("--json", action="store_true", help="one JSON object per image, per line")
-    p.add_argument("--threshold", type=float, default=0.5, help="p_real at or above it: 'real' (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="p_real at or above it: 'real' (default: the threshold the detection study calibrated for a "
+                        "detector it registered, else 0.5)")
     args = p.parse_args(argv)
     for path in args.files:
         if path.is_dir():
@@ -62,6 +64,8 @@ def main(argv=None) -> int:
         else:
             scorers = {DISCRIMINATOR: load_model(args, DISCRIMINATOR, "scorer"),
                        DETECTOR: load_model(args, DETECTOR, "scorer", required=False)}
+        calibrated = version_threshold(args.model) if args.model else None
+        threshold = args.threshold if args.threshold is not None else calibrated if calibrated is not None else 0.5
     verdict_by = DETECTOR if scorers.get(DETECTOR) is not None else next(iter(scorers))
     failed = 0
     for path in args.files:
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
                   for name, model in scorers.items()}
         for i, name in enumerate(names):
             row = {"file": name, **{f"p_real_{k}": None if p is None else round(float(p[i]), 4) for k, p in p_real.items()},
-                   "verdict": "real" if p_real[verdict_by][i] >= args.threshold else "generated"}
+                   "verdict": "real" if p_real[verdict_by][i] >= threshold else "generated"}
             if args.json:
                 print(json.dumps(row))
             else:

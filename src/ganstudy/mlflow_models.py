@@ -12,6 +12,7 @@ import numpy as np
 GENERATOR, GENERATOR_BEST, DISCRIMINATOR, DETECTOR = "generator", "generator_best", "discriminator", "detector"
 REGISTERED = (GENERATOR, DETECTOR)  # registered as <study name>-generator, <study name>-detector
 CHAMPION = "champion"
+DETECTION_TAG = "threshold"  # on a detector version the detection study registered: its calibrated threshold
 
 
 def registered_name(study_name: str, model: str) -> str:
@@ -102,6 +103,8 @@ def register_champion(run_id: str, study_name: str) -> dict[str, str]:
             current = client.get_model_version_by_alias(registered, CHAMPION)
         except MlflowException:  # not registered yet
             current = None
+        if name == DETECTOR and current is not None and DETECTION_TAG in current.tags:
+            continue  # the detection study's detector, trained across generators, stays the champion
         if current is not None and current.source == f"models:/{found}":
             versions[registered] = str(current.version)
             continue
@@ -109,3 +112,20 @@ def register_champion(run_id: str, study_name: str) -> dict[str, str]:
         client.set_registered_model_alias(registered, CHAMPION, version)
         versions[registered] = str(version)
     return versions
+
+
+def version_threshold(uri: str) -> float | None:
+    """The calibrated threshold of a registered detector version (`models:/NAME@ALIAS`, `models:/NAME/VERSION`)
+    that the detection study registered; None for any other model."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    ref = uri.removeprefix("models:/")
+    name, alias = ref.split("@", 1) if "@" in ref else (ref, None)
+    name, _, number = name.partition("/")
+    try:
+        version = (MlflowClient().get_model_version_by_alias(name, alias) if alias
+                   else MlflowClient().get_model_version(name, number) if number.isdigit() else None)
+    except MlflowException:
+        return None
+    return None if version is None or DETECTION_TAG not in version.tags else float(version.tags[DETECTION_TAG])

@@ -37,6 +37,7 @@ def write(study: optuna.Study, objective: str, parent_run_id: str, plots: Path, 
         if complete:
             parts.append(_best(complete[0], objective))
         parts.append(_confirm(client, parent_run_id, Path(tmp)))
+        parts.append(_detection(client, parent_run_id, Path(tmp)))
         parts.append(_cost(trials, objective))
         top = complete[:TOP]
         if top:
@@ -124,6 +125,30 @@ def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
                      for name in titles if name in results)
     return (f"<h2>Confirmation: the best settings against the others, over seeds</h2>{tables}"
             f"{_figure(plot, 'one dot per seed')}")
+
+
+def _detection(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
+    """The detection study's answer and heatmaps, when `python -m ganstudy.detection` has run."""
+    try:
+        folder = Path(client.download_artifacts(parent_run_id, "detection", str(tmp)))
+        results = json.loads((folder / "detection.json").read_text())
+    except (MlflowException, OSError):
+        return "<h2>Detection</h2><p>Not run yet: <code>python -m ganstudy.detection</code>.</p>"
+    det = results["detector"]
+    rows = [("all unseen generators", det["pooled"])] + [(f"trained without the {arm} arm, on it", s)
+                                                          for arm, s in results["held_out_arms"].items()]
+    body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='num'>{s[k]:.3f}</td>" for k in
+                   ("auc", "ap", "acc_05", "acc", "reals_called_real", "fakes_caught")) + "</tr>" for name, s in rows)
+    d = results["d_by_g"]
+    cross = "" if d["cross_auc"] is None else f", on the other generators' fakes {d['cross_auc']:.3f}"
+    return (f"<h2>Detection: the discriminator and a detector against generators they never saw</h2>"
+            f"<p>Threshold {det['threshold']:.3g}, calibrated on held-out training generators; expected "
+            f"calibration error {det['ece']:.3f}. Each run's discriminator: AUC {d['own_auc']:.3f} on its own "
+            f"generator's fakes{cross} (means).</p><table><tr><th>test</th><th>AUC</th><th>AP</th>"
+            f"<th>accuracy at 0.5</th><th>accuracy</th><th>reals called real</th><th>fakes caught</th></tr>{body}"
+            "</table>" + "".join(_figure(folder / name, caption) for name, caption in (
+                ("detector.png", "The detector per unseen generator"), ("d_by_g.png", "D x G"),
+                ("reliability.png", "Reliability")) if (folder / name).exists()))
 
 
 def _confirm_row(arm: str, s: dict) -> str:

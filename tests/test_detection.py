@@ -1,0 +1,98 @@
+"""`python -m ganstudy.detection` on a study: the discriminators against every generator, a detector trained on
+some generators and tested on the others, its results in the study's run and page, its registration with a
+calibrated threshold that `detect` then uses; bad input stopped in one line."""
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
+
+from conftest import call_main, sweep_args
+from ganstudy import detect, detection
+from ganstudy.config import ConfigError
+from ganstudy.detection import split_zoo
+from ganstudy.zoo import TRIALS, Member
+
+
+def member(group, number, role="confirm"):
+    return Member(f"run-{group}-{number}", "trial" if group == TRIALS else role, f"{group} {number}", group, number)
+
+
+def test_even_trials_and_the_fit_arms_train_every_third_calibrates_and_each_confirm_arm_is_held_out_alone():
+    zoo = [member(TRIALS, n) for n in range(6)] + [member(arm, s) for arm in ("best", "quick") for s in (1, 2, 3)] + \
+          [member("best (time)", 1), member("loss_hinge", 1, role="ablation")]
+    split = split_zoo(zoo, ["quick"])
+    pool = [member(TRIALS, n) for n in (0, 2, 4)] + [member("quick", s) for s in (1, 2, 3)]
+    assert split.calibrate == [pool[2], pool[5]] and split.fit == [m for m in pool if m not in split.calibrate]
+    assert split.unseen == [m for m in zoo if m not in pool]
+    assert split.held_out_arms == {"best": [member("best", s) for s in (1, 2, 3)],
+                                   "quick": [member("quick", s) for s in (1, 2, 3)]}
+    with pytest.raises(ConfigError, match="too few to train a detector"):
+        split_zoo([member(TRIALS, 0), member(TRIALS, 2)], [])  # nothing unseen
+
+
+def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
+    args = sweep_args(tmp_path)[1:]
+    for bad, message in [("n=5", "error: n=5: n is an integer >= 20"), ("epochs=0", "error: epochs=0: epochs is an integer >= 1"),
+                         ("register=maybe", "error: register=maybe: register is true or false")]:
+        code, _, err = call_main(detection.main, ["sweep=tiny", *args, bad], capsys)
+        assert code == 2 and err.strip() == message
+    code, _, err = call_main(detection.main, ["sweep=tiny", *args], capsys)
+    assert code == 2 and err.strip() == f"error: study_name=tiny: no such study in sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    code, _, err = call_main(detection.main, ["sweep=tiny", *args], capsys)
+    assert code == 2 and "it has no MLflow run yet" in err and len(err.strip().splitlines()) == 1
+
+
+def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_path):
+    args = ["sweep=tiny", *sweep_args(tiny_study)[1:]]
+    code, _, err = call_main(detection.main, [*args, "n=600"], capsys)
+    assert code == 2 and err.strip() == ("error: n=600: the data hold out 1000 images, and calibration and test take "
+                                         "n each: n is at most 500")
+    code, out, err = call_main(detection.main, [*args, "n=50", "epochs=1"], capsys)
+    assert code == 0, err
+    assert "the detector on generators it never saw" in out and "all unseen" in out
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study}/optuna.db")
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    client = MlflowClient(f"sqlite:///{tiny_study}/mlflow.db")
+    folder = Path(client.download_artifacts(parent, "detection", str(tmp_path)))
+    results = json.loads((folder / "detection.json").read_text())
+    assert {p.name for p in folder.iterdir()} == {"detection.json", "d_by_g.png", "detector.png", "reliability.png"}
+    splits = {g["name"]: g["split"] for g in results["generators"]}
+    assert splits == {"trial 0": "fit", "trial 1": "unseen", "trial 2": "calibrate", "trial 3": "unseen"}
+    auc = np.array(results["d_by_g"]["auc"])
+    assert auc.shape == (4, 4) and ((auc >= 0) & (auc <= 1)).all()
+    assert results["d_by_g"]["own_auc"] == pytest.approx(np.mean(np.diag(auc)))
+    # The registered detector, loaded back and scored here with sklearn, gives the logged AUC (same seed,
+    # same noise: the same fakes).
+    mlflow.set_tracking_uri(f"sqlite:///{tiny_study}/mlflow.db")
+    from ganstudy import mlflow_models, zoo
+    from ganstudy.config import compose
+    from ganstudy.detection import _p_real, real_sets
+
+    name = "tiny-detector"
+    version = client.get_model_version_by_alias(name, "champion")
+    threshold = results["detector"]["threshold"]
+    assert float(version.tags["threshold"]) == pytest.approx(threshold, rel=1e-5)
+    detector = mlflow_models.load(f"models:/{name}@champion")
+    trial1 = next(m for m in zoo.members(client, parent) if m.name == "trial 1")
+    fakes = zoo.fakes(trial1, {"test": (50, 0)})["test"]
+    reals = real_sets(compose(["experiment=tiny", "run_dir=unused"]).data, 50)["test"]
+    p_reals, p_fakes = _p_real(detector, reals), _p_real(detector, fakes)
+    expected = roc_auc_score(np.r_[np.ones(50), np.zeros(50)], np.r_[p_reals, p_fakes])
+    assert results["detector"]["unseen"]["trial 1"]["auc"] == pytest.approx(expected, abs=1e-6)
+    # detect takes the calibrated threshold from the registered version.
+    np.savez(tmp_path / "fakes.npz", images=np.rint(fakes).astype(np.uint8))
+    code, out, _ = call_main(detect.main, ["--model", f"models:/{name}@champion", "--tracking-uri",
+                                           f"sqlite:///{tiny_study}/mlflow.db", "--json", str(tmp_path / "fakes.npz")],
+                             capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 50
+    assert all(r["verdict"] == ("real" if r["p_real_model"] >= threshold else "generated") for r in rows)
+    assert {r["verdict"] for r in rows} != {"real"} or threshold <= 0.5  # the threshold, not 0.5, decided
+    page = Path(client.download_artifacts(parent, "report/index.html", str(tmp_path / "page"))).read_text()
+    assert "Detection: the discriminator and a detector" in page

