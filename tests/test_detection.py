@@ -96,3 +96,23 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
     assert {r["verdict"] for r in rows} != {"real"} or threshold <= 0.5  # the threshold, not 0.5, decided
     page = Path(client.download_artifacts(parent, "report/index.html", str(tmp_path / "page"))).read_text()
     assert "Detection: the discriminator and a detector" in page
+
+
+def test_a_generator_whose_model_files_are_gone_is_one_line(tmp_path):
+    import shutil
+
+    import keras
+
+    from ganstudy import mlflow_models, zoo
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = mlflow.create_experiment("gone", (tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        sampler = keras.Sequential([keras.Input((4,)), keras.layers.Dense(784, activation="tanh"),
+                                    keras.layers.Reshape((28, 28, 1))])
+        info = mlflow_models.log(mlflow_models.pixel_generator(sampler), mlflow_models.GENERATOR, step=0)
+    shutil.rmtree(Path(MlflowClient().get_logged_model(info.model_id).artifact_location.removeprefix("file://")))
+    member = Member(run.info.run_id, "trial", "trial 0", TRIALS, 0)
+    with pytest.raises(ConfigError, match=r"^trial 0 \(run \w+\): its generator model cannot be loaded .*: were its "
+                                          r"artifacts removed\?$"):
+        zoo.fakes(member, {"test": (4, 0)})

@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         split = split_zoo(zoo, options["fit_arms"])
     print(f"detection across the {len(zoo)} generators of study {spec.study_name}: {len(split.fit)} train the "
           f"detector, {len(split.calibrate)} calibrate it, {len(split.unseen)} unseen", flush=True)
-    results, detector = measure(zoo, split, reals, options)
+    with exit_on_config_error():  # a model that cannot be loaded stops it before the detector trains
+        results, detector = measure(zoo, split, reals, options)
     detection_report.log(parent_run_id, spec, results, detector if options["register"] else None)
     detection_report.print_tables(results)
 

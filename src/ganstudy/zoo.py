@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from ganstudy.config import ConfigError
 from ganstudy.evaluate import generate
 from ganstudy.mlflow_models import DISCRIMINATOR, GENERATOR, load, model_id
 from ganstudy.tags import Tag
@@ -48,10 +49,20 @@ def members(client: MlflowClient, parent_run_id: str) -> list[Member]:
 def fakes(member: Member, sets: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
     """Fakes of the member's generator, per set {name: (count, noise seed)}: pixel values 0..255, float32
     (count, 28, 28)."""
-    generator = load(f"models:/{model_id(member.run_id, GENERATOR)}")
+    generator = _load(member, GENERATOR)
     return {name: generate(generator, n, seed) for name, (n, seed) in sets.items()}
 
 
 def discriminator(member: Member):
     """The member's discriminator as logged: pixels (n, 28, 28) -> p_real (n, 1)."""
-    return load(f"models:/{model_id(member.run_id, DISCRIMINATOR)}")
+    return _load(member, DISCRIMINATOR)
+
+
+def _load(member: Member, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return load(f"models:/{model_id(member.run_id, name)}")
+    except (MlflowException, OSError) as err:
+        raise ConfigError(f"{member.name} (run {member.run_id}): its {name} model cannot be loaded "
+                          f"({str(err).splitlines()[0]}): were its artifacts removed?") from None
