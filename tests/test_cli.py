@@ -1,4 +1,4 @@
-"""The command line: bad input to train, sweep, sample and detect stops before any work with one line, exit 2,
+"""The command line: bad input to train, sweep, sample, detect and detection stops before any work with one line, exit 2,
 no MLflow run and no trial."""
 import os
 import subprocess
@@ -15,7 +15,7 @@ from ganstudy.yardstick import shipped_info
 pytestmark = pytest.mark.slow  # trains models or starts interpreters
 
 NO_RUN = "0123456789abcdef0123456789abcdef"
-# Bad inputs across the four commands: each must give this one line on stderr and a non-zero exit before any
+# Bad inputs across the five commands: each must give this one line on stderr and a non-zero exit before any
 # work starts. ROOT is the folder the commands run in; MLflow and Optuna point into it.
 BAD = {
     "train lr=0": "error: optimizer.lr_g=0.0: must be > 0 (set both with lr=)",
@@ -70,6 +70,8 @@ BAD = {
     "sweep lr": "error: lr: arguments are key=value (for example sweep=tiny n_trials=6)",
     "sample --run x -n 0": "python -m ganstudy.sample: error: -n 0: must be an integer >= 1",
     f"sample --run {NO_RUN}": f"error: --run {NO_RUN}: no such run directory, nor a run id in sqlite:///ROOT/mlflow.db",
+    "detection n=5": "error: n=5: n is an integer >= 20",
+    "detection sweep=tiny": "error: study_name=tiny: no such study in sqlite:///mlruns/optuna.db",
     f"detect --run {NO_RUN} pictures": "python -m ganstudy.detect: error: pictures: is a folder; give image files "
                                        "(for example pictures/*.png)",
     f"detect --run {NO_RUN} x.png": f"error: --run {NO_RUN}: no such run directory, nor a run id in "

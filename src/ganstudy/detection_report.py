@@ -25,6 +25,8 @@ def open_study(spec):
     from ganstudy.tracking import use_experiment
 
     url = storage_url(spec)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():  # not made by asking
+        raise ConfigError(f"study_name={spec.study_name}: no such study in {url}")
     try:
         study = optuna.load_study(study_name=spec.study_name, storage=make_storage(url))
     except KeyError:
