@@ -144,6 +144,9 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
             "unseen": {m.name: {**scores(p_test_reals, p_unseen[m], threshold),
                                 "d_mean_auc": float(np.mean(d_auc[others[m], index[m]]))} for m in split.unseen},
             "pooled": scores(p_test_reals, pooled, threshold),
+            "by_group": {group: scores(p_test_reals, np.concatenate([p_unseen[m] for m in split.unseen
+                                                                     if m.group == group]), threshold)
+                         for group in dict.fromkeys(m.group for m in split.unseen)},
             "ece": expected_calibration_error(p_all, y_all), "reliability": reliability(p_all, y_all)},
         "held_out_arms": held_out,
     }, detector

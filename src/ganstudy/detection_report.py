@@ -101,6 +101,10 @@ def print_tables(results: dict) -> None:
     p = det["pooled"]
     print(f"{'all unseen':<28} {p['auc']:>6.3f} {p['ap']:>6.3f} {p['acc_05']:>8.3f} {p['acc']:>6.3f} "
           f"{p['reals_called_real']:>9.3f} {p['fakes_caught']:>7.3f}")
+    print(f"\nby group of unseen generators:\n{'group':<28} {'AUC':>6} {'AP':>6} {'acc':>6} {'reals ok':>9} {'caught':>7}")
+    for group, s in det["by_group"].items():
+        print(f"{group:<28} {s['auc']:>6.3f} {s['ap']:>6.3f} {s['acc']:>6.3f} {s['reals_called_real']:>9.3f} "
+              f"{s['fakes_caught']:>7.3f}")
     print(f"expected calibration error {det['ece']:.3f}")
     for arm, s in results["held_out_arms"].items():
         print(f"trained without the {arm} arm, tested on it: AUC {s['auc']:.3f}, AP {s['ap']:.3f}, "
