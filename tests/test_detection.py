@@ -55,7 +55,7 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
                                          "n each: n is at most 500")
     code, out, err = call_main(detection.main, [*args, "n=50", "epochs=1"], capsys)
     assert code == 0, err
-    assert "the detector on generators it never saw" in out and "all unseen" in out
+    assert "the detector on generators it never saw" in out and "all unseen" in out and "took " in out
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study}/optuna.db")
     parent = study.user_attrs["mlflow_parent_run_id"]
     client = MlflowClient(f"sqlite:///{tiny_study}/mlflow.db")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,11 +96,13 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                                             scores)
 
     n, seed = options["n"], options["noise_seed"]
+    clock = {"start": time.monotonic()}
     per_fit = math.ceil(len(reals["fit"]) / len(split.fit))
     fakes = {}
     for i, m in enumerate(zoo, 1):
         print(f"fakes [{i}/{len(zoo)}] {m.name}", flush=True)
         fakes[m] = zoo_.fakes(m, {"test": (n, seed), "calibrate": (n, seed + 1), "fit": (per_fit, seed + 2)})
+    clock["fakes"] = time.monotonic()
     d_auc = np.zeros((len(zoo), len(zoo)))
     everyone = np.concatenate([fakes[g]["test"] for g in zoo])
     for i, m in enumerate(zoo):
@@ -107,6 +110,8 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
         d = zoo_.discriminator(m)
         p_reals, p_fakes = _p_real(d, reals["test"]), _p_real(d, everyone).reshape(len(zoo), n)
         d_auc[i] = [scores(p_reals, p_fakes[j], 0.5)["auc"] for j in range(len(zoo))]
+
+    clock["d_by_g"] = time.monotonic()
 
     def detector_on(fit: list[Member]):
         k = math.ceil(len(reals["fit"]) / len(fit))
@@ -131,7 +136,10 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                                  _p_real(det, np.concatenate([fakes[m]["calibrate"] for m in split.calibrate])))
         held_out[arm] = {"threshold": thr, "trained_on": len(rest), **scores(
             _p_real(det, reals["test"]), np.concatenate([_p_real(det, fakes[m]["test"]) for m in members]), thr)}
+    clock["detectors"] = time.monotonic()
     return {
+        "seconds": {phase: round(clock[phase] - before, 1) for before, phase in
+                    zip(clock.values(), ("fakes", "d_by_g", "detectors"))},
         "generators": [{"name": m.name, "group": m.group, "run_id": m.run_id,
                         "split": "fit" if m in split.fit else "calibrate" if m in split.calibrate else "unseen"}
                        for m in zoo],

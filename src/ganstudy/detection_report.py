@@ -111,6 +111,8 @@ def print_tables(results: dict) -> None:
               f"reals ok {s['reals_called_real']:.3f}, caught {s['fakes_caught']:.3f}")
     cross = "" if d["cross_auc"] is None else f", on the other generators' fakes {d['cross_auc']:.3f}"
     print(f"each run's discriminator: AUC on its own generator's fakes {d['own_auc']:.3f}{cross} (mean)")
+    took = results["seconds"]
+    print(f"took {sum(took.values()) / 60:.1f} minutes: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
 
 
 def d_by_g_plot(results: dict, out: Path) -> Path:
