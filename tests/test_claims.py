@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from ganstudy import arm_runs
 from ganstudy.arm_runs import ArmSetting
-from ganstudy.claims import HOST_ATTR, KEY_ATTR, PID_ATTR, RunClaims
+from ganstudy.claims import HOST_ATTR, KEY_ATTR, PID_ATTR, RunClaims, machine
 from ganstudy.tags import Tag
 
 
@@ -64,12 +64,10 @@ def _claim_from(url: str, host: str, pid: int) -> None:
 
 
 def test_the_claim_of_a_process_of_this_machine_that_ended_is_taken_over_at_once(url):
-    import socket
-
     ended = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
     ended.start()
     ended.join()
-    _claim_from(url, socket.gethostname(), ended.pid)
+    _claim_from(url, machine(), ended.pid)
     started = time.monotonic()
     with RunClaims(url, 60, "s-runs").hold("k") as claim:
         assert claim.done_by is None
@@ -137,3 +135,77 @@ def test_a_wait_for_another_workers_run_ends_at_ctrl_c(url):
         with RunClaims(url, 60, "s-runs").hold("k", stop=stop):
             pass
     assert time.monotonic() - started < 5
+
+
+def test_threads_that_share_the_claims_and_meet_one_dead_claim_train_the_run_once(url):
+    """jobs > 1: the threads of one confirm share its RunClaims; a claim a killed process left is failed once
+    (the others find it failed already) and one thread trains the run."""
+    ended = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    ended.start()
+    ended.join()
+    _claim_from(url, machine(), ended.pid)
+    claims, trained, got, errors = RunClaims(url, 2, "s-runs"), [], [], []
+    start = threading.Barrier(4)
+
+    def worker(n):
+        try:
+            start.wait()
+            with claims.hold("k") as claim:
+                if claim.done_by is None:
+                    trained.append(n)
+                    time.sleep(1.0)
+                    claim.run_id = f"run-of-{n}"
+                else:
+                    got.append(claim.done_by)
+        except Exception as err:  # noqa: BLE001 - what the test looks for
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(trained) == 1 and len(got) == 3
+
+
+def test_a_claim_made_a_moment_earlier_by_another_worker_holds_and_this_one_waits(url, monkeypatch):
+    """Another worker's claim is made between this worker's look and its own claim: the earlier one holds."""
+    claims = RunClaims(url, 60, "s-runs")
+    made = claims.storage.create_new_trial
+
+    def after_another(study_id, template):
+        _claim_from(url, "elsewhere", 1)  # alive as far as this worker can tell: its heartbeat is fresh
+        monkeypatch.setattr(claims.storage, "create_new_trial", made)
+        return made(study_id, template)
+
+    monkeypatch.setattr(claims.storage, "create_new_trial", after_another)
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    with pytest.raises(KeyboardInterrupt):  # waiting for the other, until Ctrl-C
+        with claims.hold("k", stop=stop):
+            pytest.fail("this worker's later claim must not hold the run")
+    states = [t.state.name for t in claims.study.get_trials() if t.user_attrs[KEY_ATTR] == "k"]
+    assert states == ["RUNNING", "FAIL"]
+
+
+def test_a_worker_that_waited_takes_the_holders_failure_as_the_result_and_the_next_confirm_trains_it(url):
+    holding, release, result = threading.Event(), threading.Event(), {}
+
+    def holder():
+        with RunClaims(url, 2, "s-runs").hold("k") as claim:
+            holding.set()
+            release.wait(30)
+            claim.failed = "fid_best is nan"
+
+    first = threading.Thread(target=holder)
+    first.start()
+    holding.wait(30)
+    waiter = threading.Thread(target=lambda: result.update(claim=RunClaims(url, 2, "s-runs").hold("k").__enter__()))
+    waiter.start()
+    time.sleep(1.0)
+    release.set()
+    first.join(30)
+    waiter.join(30)
+    assert result["claim"].failed == "fid_best is nan" and result["claim"].done_by is None
+    with RunClaims(url, 2, "s-runs").hold("k") as claim:  # a later confirm: trains it afresh
+        assert claim.failed is None and claim.done_by is None

@@ -19,20 +19,68 @@ from ganstudy.zoo import TRIALS, Member
 
 
 def member(group, number, role="confirm"):
-    return Member(f"run-{group}-{number}", "trial" if group == TRIALS else role, f"{group} {number}", group, number)
+    settings = group.split(" (")[0]
+    return Member(f"run-{group}-{number}", "trial" if group == TRIALS else role, f"{group} {number}", group, number,
+                  settings, settings)
+
+
+ZOO = [member(TRIALS, n) for n in range(6)] + [member(arm, s) for arm in ("best", "quick") for s in (1, 2, 3)] + \
+      [member("best (time)", 1), member("quick (time)", 1), member("loss_hinge", 1, role="ablation")]
 
 
 def test_even_trials_and_the_fit_arms_train_every_third_calibrates_and_each_confirm_arm_is_held_out_alone():
-    zoo = [member(TRIALS, n) for n in range(6)] + [member(arm, s) for arm in ("best", "quick") for s in (1, 2, 3)] + \
-          [member("best (time)", 1), member("loss_hinge", 1, role="ablation")]
-    split = split_zoo(zoo, ["quick"])
-    pool = [member(TRIALS, n) for n in (0, 2, 4)] + [member("quick", s) for s in (1, 2, 3)]
+    split = split_zoo(ZOO, None)  # fit_arms: quick's, at both budgets
+    pool = [member(TRIALS, n) for n in (0, 2, 4)] + [member("quick", s) for s in (1, 2, 3)] + [member("quick (time)", 1)]
     assert split.calibrate == [pool[2], pool[5]] and split.fit == [m for m in pool if m not in split.calibrate]
-    assert split.unseen == [m for m in zoo if m not in pool]
-    assert split.held_out_arms == {"best": [member("best", s) for s in (1, 2, 3)],
-                                   "quick": [member("quick", s) for s in (1, 2, 3)]}
+    assert split.unseen == [m for m in ZOO if m not in pool]
+    assert list(split.held_out_arms) == ["best", "quick"]
+    best, quick = split.held_out_arms["best"], split.held_out_arms["quick"]
+    assert best.test == [member("best", s) for s in (1, 2, 3)] and best.calibrate == split.calibrate
+    assert best.fit == [m for m in ZOO if m.settings != "best" and m not in split.calibrate]
+    # quick 2 calibrates the main detector: held out with its arm, it calibrates nothing that is tested on it
+    assert quick.calibrate == [member(TRIALS, 4)] and not {m.settings for m in quick.fit + quick.calibrate} & {"quick"}
+    assert split_zoo(ZOO, []).fit == [member(TRIALS, 0), member(TRIALS, 2)]
+    with pytest.raises(ConfigError, match=r"^fit_arms=nope: no such arm in the study \(its arms: best, loss_hinge, quick\)$"):
+        split_zoo(ZOO, ["nope"])
     with pytest.raises(ConfigError, match="too few to train a detector"):
-        split_zoo([member(TRIALS, 0), member(TRIALS, 2)], [])  # nothing unseen
+        split_zoo([member(TRIALS, 0), member(TRIALS, 2)], None)  # nothing unseen
+
+
+def test_the_measures_on_a_zoo_of_stand_ins(monkeypatch):
+    """measure() end to end on stand-in generators (each a brightness) and discriminators (brightness as the
+    score), so that every path runs: D x G, the detector, the held-out arms."""
+    import keras
+
+    from ganstudy import zoo as zoo_
+
+    zoo = [member(TRIALS, n) for n in range(4)] + [member(arm, s) for arm in ("best", "quick") for s in (1, 2)]
+    level = {m: 40 + 25 * i for i, m in enumerate(zoo)}
+
+    def fakes(m, sets):
+        rng = np.random.default_rng(level[m])
+        return {name: np.clip(rng.normal(level[m], 30, (count, 28, 28)).round(), 0, 255) for name, (count, _) in sets.items()}
+
+    def discriminator(m):  # p_real grows with the mean pixel: a D that thinks bright images are real
+        images = keras.Input((28, 28))
+        mean = keras.layers.Lambda(lambda x: keras.ops.mean(x, axis=(1, 2), keepdims=False)[:, None] / 50 - 1)(images)
+        return keras.Model(images, keras.layers.Activation("sigmoid", name="p_real")(mean))
+
+    monkeypatch.setattr(zoo_, "fakes", fakes)
+    monkeypatch.setattr(zoo_, "discriminator", discriminator)
+    rng = np.random.default_rng(0)
+    reals = {k: np.clip(rng.normal(100, 60, (count, 28, 28)).round(), 0, 255).astype(np.float32)
+             for k, count in (("fit", 200), ("calibrate", 40), ("test", 40))}
+    split = split_zoo(zoo, None)
+    results, detector = detection.measure(zoo, split, reals, {"n": 40, "noise_seed": 0, "epochs": 1})
+    auc = np.array(results["d_by_g"]["auc"])
+    # The stand-in D ranks by brightness alike for every run: each column is one AUC, repeated.
+    assert np.allclose(auc, auc[0]) and auc.shape == (8, 8)
+    assert set(results["held_out_arms"]) == {"best", "quick"}
+    assert results["held_out_arms"]["best"]["tested_on"] == ["best 1", "best 2"]
+    assert not set(results["held_out_arms"]["quick"]["calibrated_on"]) & {"quick 1", "quick 2"}
+    assert set(results["detector"]["unseen"]) == {m.name for m in split.unseen}
+    assert 0 < results["detector"]["threshold"] < 1 and 0 <= results["detector"]["ece"] <= 1
+    assert detector.output_shape == (None, 1)
 
 
 def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
@@ -73,17 +121,17 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
     mlflow.set_tracking_uri(f"sqlite:///{tiny_study}/mlflow.db")
     from ganstudy import mlflow_models, zoo
     from ganstudy.config import compose
-    from ganstudy.detection import _p_real, real_sets
+    from ganstudy.detection import _scores, real_sets
 
     name = "tiny-detector"
     version = client.get_model_version_by_alias(name, "champion")
     threshold = results["detector"]["threshold"]
     assert float(version.tags["threshold"]) == pytest.approx(threshold, rel=1e-5)
-    detector = mlflow_models.load(f"models:/{name}@champion")
+    detector = mlflow_models.logit_scorer(mlflow_models.load(f"models:/{name}@champion"))
     trial1 = next(m for m in zoo.members(client, parent) if m.name == "trial 1")
     fakes = zoo.fakes(trial1, {"test": (50, 0)})["test"]
     reals = real_sets(compose(["experiment=tiny", "run_dir=unused"]).data, 50)["test"]
-    p_reals, p_fakes = _p_real(detector, reals), _p_real(detector, fakes)
+    p_reals, p_fakes = _scores(detector, reals), _scores(detector, fakes)
     expected = roc_auc_score(np.r_[np.ones(50), np.zeros(50)], np.r_[p_reals, p_fakes])
     assert results["detector"]["unseen"]["trial 1"]["auc"] == pytest.approx(expected, abs=1e-6)
     # detect takes the calibrated threshold from the registered version.
@@ -93,8 +141,16 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
                              capsys)
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 50
-    assert all(r["verdict"] == ("real" if r["p_real_model"] >= threshold else "generated") for r in rows)
-    assert {r["verdict"] for r in rows} != {"real"} or threshold <= 0.5  # the threshold, not 0.5, decided
+    assert all(r["verdict"] == ("real" if r["p_real_model"] >= threshold else "generated") for r in rows
+               if abs(r["p_real_model"] - threshold) > 1e-4)  # the JSON rounds p_real to 4 decimals
+    # A threshold set on the version decides: at the median p_real of these fakes, half are called real.
+    median = float(np.median([r["p_real_model"] for r in rows]))
+    client.set_model_version_tag(name, version.version, "threshold", repr(median))
+    _, out, _ = call_main(detect.main, ["--model", f"models:/{name}@champion", "--tracking-uri",
+                                        f"sqlite:///{tiny_study}/mlflow.db", "--json", str(tmp_path / "fakes.npz")],
+                          capsys)
+    verdicts = [json.loads(line)["verdict"] for line in out.splitlines()]
+    assert 0 < verdicts.count("real") < 50 and verdicts.count("real") >= 25
     page = Path(client.download_artifacts(parent, "report/index.html", str(tmp_path / "page"))).read_text()
     assert "Detection: the discriminator and a detector" in page
 

@@ -16,23 +16,27 @@ def _pairwise_auc(reals, fakes):
 def test_auc_and_average_precision_match_their_definitions():
     rng = np.random.default_rng(3)
     reals, fakes = rng.beta(4, 2, 60), rng.beta(2, 4, 90)
-    s = scores(reals, fakes, threshold=0.5)
+    s = scores(reals, fakes, threshold=0.5, even=0.5)
     assert s["auc"] == pytest.approx(_pairwise_auc(reals, fakes))
+    logit = np.log(reals / (1 - reals)), np.log(fakes / (1 - fakes))
+    assert scores(*logit, threshold=0.0)["auc"] == pytest.approx(s["auc"])  # a monotone score: the same AUC
     # AP by hand on 4 scores: reals 0.9, 0.4; fakes 0.6, 0.1. Ranked: 0.9 (real, precision 1/1), 0.6 (fake),
     # 0.4 (real, precision 2/3), 0.1: AP = (1 + 2/3) / 2.
-    assert scores([0.9, 0.4], [0.6, 0.1], 0.5)["ap"] == pytest.approx((1 + 2 / 3) / 2)
+    assert scores([0.9, 0.4], [0.6, 0.1], 0.5, even=0.5)["ap"] == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_accuracies_and_shares_at_a_threshold():
-    s = scores([0.9, 0.7, 0.3], [0.2, 0.6], threshold=0.65)
+    s = scores([0.9, 0.7, 0.3], [0.2, 0.6], threshold=0.65, even=0.5)
     assert s["reals_called_real"] == pytest.approx(2 / 3) and s["fakes_caught"] == 1.0
     assert s["acc"] == pytest.approx(4 / 5) and s["acc_05"] == pytest.approx(3 / 5)  # 0.3 and 0.6 wrong at 0.5
 
 
 def test_the_balanced_threshold_is_the_one_a_hand_count_finds():
-    # reals 0.8 0.7 0.2, fakes 0.6 0.3 0.1: at t = 0.7 two reals of three pass and all fakes fail (5/6 right,
-    # balanced 0.833); at 0.2 all reals and one fake of three (0.667); at 0.8: 1/3 and 3/3 (0.667).
-    assert balanced_threshold([0.8, 0.7, 0.2], [0.6, 0.3, 0.1]) == pytest.approx(0.7)
+    # reals 0.8 0.7 0.2, fakes 0.6 0.3 0.1: at t = 0.7 two reals of three pass and all fakes fail (balanced
+    # accuracy 0.833); at 0.2 all reals and one fake of three (0.667); at 0.8: 1/3 and 3/3 (0.667). Halfway
+    # down from 0.7 to the next lower score, 0.6: 0.65.
+    assert balanced_threshold([0.8, 0.7, 0.2], [0.6, 0.3, 0.1]) == pytest.approx(0.65)
+    assert balanced_threshold([3.0, 2.0], [-1.0, -2.0]) == pytest.approx(0.5)  # logits: halfway from 2 to -1
 
 
 def test_expected_calibration_error_by_hand():
@@ -42,19 +46,23 @@ def test_expected_calibration_error_by_hand():
     y = np.array([0, 1, 1, 1, 1, 0])
     assert expected_calibration_error(p, y) == pytest.approx(2 / 6 * 0.35 + 4 / 6 * 0.2)
     assert [b["count"] for b in reliability(p, y)] == [2, 4]
-    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0  # the edges, in their bins
+    # The edges count, in the last and the first bin: p_real 1 for a fake and 0 for a real are wrong by 1.
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([0, 1])) == pytest.approx(1.0)
 
 
-def test_the_augmentation_keeps_shape_and_range_is_seeded_and_is_the_identity_at_probability_0():
-    from ganstudy.detector import augmented
+@pytest.mark.parametrize("step", ["blur", "noise", "jpeg", "augmented"])
+def test_each_augmentation_keeps_shape_and_range_is_seeded_and_acts_with_its_probability(step):
+    from ganstudy import detector
 
+    augment = getattr(detector, step)
     images = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
-    out = augmented(images, np.random.default_rng(1))
+    out = augment(images, np.random.default_rng(1), p=1.0)
     assert out.shape == images.shape and out.dtype == np.float32 and out.min() >= -1 and out.max() <= 1
-    changed = np.any(out != images, axis=(1, 2, 3))
-    assert 0.6 < changed.mean() < 1.0  # each of three steps at p = 0.5: 7/8 of the images in expectation
-    assert np.array_equal(out, augmented(images, np.random.default_rng(1)))
-    assert np.array_equal(augmented(images, np.random.default_rng(1), p=0.0), images)
+    assert np.any(out != images, axis=(1, 2, 3)).all()  # at probability 1, every image changed
+    assert np.array_equal(out, augment(images, np.random.default_rng(1), p=1.0))
+    assert np.array_equal(augment(images, np.random.default_rng(1), p=0.0), images)
+    half = np.any(augment(images, np.random.default_rng(2), p=0.5) != images, axis=(1, 2, 3)).mean()
+    assert (0.2 < half < 0.8) if step != "augmented" else (0.6 < half < 1.0)  # 1/2, or 7/8 for all three
 
 
 def test_the_detector_is_the_same_for_the_same_seed():

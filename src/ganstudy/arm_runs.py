@@ -88,6 +88,8 @@ def _train_arm(spec: DictConfig, setting: ArmSetting, parent_run_id: str, arm: s
     with setting.claims.hold(f"{key}/{arm}/seed{seed}", stop=interrupted) as claim:
         if claim.done_by is not None:  # another worker trained it meanwhile
             return outcome(setting.client.get_run(claim.done_by).data.metrics), None
+        if claim.failed is not None:  # ... or failed to: a result for this confirm, trained afresh by the next
+            return None, claim.failed
         for attempt in itertools.count(1):
             run_dir = setting.folder / key / (name if attempt == 1 else f"{name}_attempt{attempt}")
             run_id = folder_run_id(run_dir)
@@ -119,6 +121,7 @@ def _train(spec: DictConfig, parent_run_id: str, overrides: list[str], tags: dic
         print(f"confirm: {tags[Tag.ARM]} seed {tags[Tag.SEED]} failed: {reason}", file=sys.stderr, flush=True)
         if started:
             mark_failed(started[0], reason)
+        claim.failed = reason
         return None, reason
     MlflowClient().log_metric(result.run_id, "objective", value)
     claim.run_id = result.run_id

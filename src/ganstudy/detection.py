@@ -6,9 +6,10 @@ tested on the generators it never saw, with a threshold calibrated on held-out t
     python -m ganstudy.detection [sweep=default] [storage=URL] [study_name=NAME] [key=value ...]
 
 The study is named as for `python -m ganstudy.sweep`. Keys: n (fakes per generator and real images per test
-set, default 500), noise_seed (0), epochs (the detector's, 3), fit_arms ([quick]: the arms whose seeds train
-the detector, with the even-numbered trials; every third of those calibrates its threshold instead),
-register (true: the detector becomes <study name>-detector@champion, its threshold on the model version).
+set, default 500), noise_seed (0), epochs (the detector's, 3), fit_arms (the arms whose seeds train the
+detector, with the even-numbered trials; default [quick] if the study has it; every third of those calibrates
+its threshold instead), register (true: the detector becomes <study name>-detector@champion, its threshold on
+the model version).
 Real test images are the data's held-out images, which no generator trained on."""
 from __future__ import annotations
 
@@ -20,20 +21,36 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
+from scipy.special import expit
+
 from ganstudy.config import ConfigError, exit_on_config_error
+from ganstudy.detection_metrics import (balanced_threshold, expected_calibration_error, reliability, roc_auc,
+                                        scores)
 from ganstudy.zoo import TRIALS, Member
 
-OPTIONS = {"n": 500, "noise_seed": 0, "epochs": 3, "fit_arms": ["quick"], "register": True}
-ROLE = "detection"  # the study run's child that holds the detector
+OPTIONS = {"n": 500, "noise_seed": 0, "epochs": 3, "fit_arms": None, "register": True}
+DEFAULT_FIT_ARMS = ["quick"]  # fit_arms unless given: the arms of these names the study has
+WANTED = {"n": (int, 20, "an integer >= 20"), "noise_seed": (int, 0, "an integer >= 0"),
+          "epochs": (int, 1, "an integer >= 1"), "fit_arms": (list, None, "a list of arm names, e.g. [quick]"),
+          "register": (bool, None, "true or false")}
+
+
+@dataclass
+class HoldOut:
+    """A detector trained on every generator but one set of settings', tested on that set's seeds."""
+    test: list[Member]
+    fit: list[Member]
+    calibrate: list[Member]
 
 
 @dataclass
 class Split:
-    """Which generators train the detector, which calibrate its threshold, and which it never sees."""
+    """Which generators train the detector, which calibrate its threshold, and which it never sees; and, per
+    confirm arm, the leave-one-arm-out split."""
     fit: list[Member]
     calibrate: list[Member]
     unseen: list[Member]
-    held_out_arms: dict[str, list[Member]] = field(default_factory=dict)  # leave-one-arm-out: arm -> its seeds
+    held_out_arms: dict[str, HoldOut] = field(default_factory=dict)
 
 
 def parse_options(argv: list[str]) -> tuple[dict, list[str]]:
@@ -44,36 +61,44 @@ def parse_options(argv: list[str]) -> tuple[dict, list[str]]:
         if key not in OPTIONS:
             rest.append(arg)
             continue
+        kind, low, wanted = WANTED[key]
         parsed = yaml.safe_load(value)
-        wanted = type(OPTIONS[key])
-        if wanted is list and isinstance(parsed, str):
+        if kind is list and isinstance(parsed, str):
             parsed = [parsed]
-        if not isinstance(parsed, wanted) or (wanted is int and isinstance(parsed, bool)) \
-                or (wanted is int and parsed < (20 if key == "n" else 1 if key == "epochs" else 0)):
-            raise ConfigError(f"{arg}: {key} is {_wanted(key)}")
-        options[key] = [str(a) for a in parsed] if wanted is list else parsed
+        if not isinstance(parsed, kind) or (kind is int and (isinstance(parsed, bool) or parsed < low)):
+            raise ConfigError(f"{arg}: {key} is {wanted}")
+        options[key] = [str(a) for a in parsed] if kind is list else parsed
     return options, rest
 
 
-def _wanted(key: str) -> str:
-    return {"n": "an integer >= 20", "epochs": "an integer >= 1", "noise_seed": "an integer >= 0",
-            "fit_arms": "a list of arm names, e.g. [quick]", "register": "true or false"}[key]
-
-
-def split_zoo(zoo: list[Member], fit_arms: list[str]) -> Split:
-    """The even-numbered trials and the seeds of `fit_arms` train the detector, but every third of them (at
-    least one) calibrates its threshold; every other generator is unseen. Each confirm arm at equal epochs is
-    also held out on its own: a detector trained on all the other generators is tested on its seeds."""
-    pool = [m for m in zoo if (m.group == TRIALS and m.number % 2 == 0) or m.group in fit_arms]
+def split_zoo(zoo: list[Member], fit_arms: list[str] | None) -> Split:
+    """The even-numbered trials and the seeds of `fit_arms` (at both budgets; default: quick's, if the study
+    has that arm) train the detector, but every third of them (at least one) calibrates its threshold; every
+    other generator is unseen. Each confirm arm's settings are also held out alone: a detector trained on every
+    other generator, calibrated on the calibration generators of other settings, tested on the arm's seeds at
+    equal epochs."""
+    arms = {m.arm for m in zoo if m.arm != TRIALS}
+    if fit_arms is None:
+        fit_arms = [a for a in DEFAULT_FIT_ARMS if a in arms]
+    elif unknown := [a for a in fit_arms if a not in arms]:
+        raise ConfigError(f"fit_arms={unknown[0]}: no such arm in the study (its arms: {', '.join(sorted(arms)) or 'none'})")
+    pool = [m for m in zoo if (m.arm == TRIALS and m.number % 2 == 0) or m.arm in fit_arms]
     calibrate = pool[2::3] or pool[-1:]
     fit = [m for m in pool if m not in calibrate]
     unseen = [m for m in zoo if m not in pool]
     if not fit or not unseen:
         raise ConfigError(f"the study has {len(zoo)} generators with models ({len(pool)} of them even-numbered "
-                          f"trials or {', '.join(fit_arms) or 'no'} arm seeds): too few to train a detector on "
+                          f"trials or seeds of {', '.join(fit_arms) or 'no'} arm): too few to train a detector on "
                           "some, calibrate it on another and test it on the rest (3 at least, with fit_arms=)")
-    arms = sorted({m.group for m in zoo if m.role == "confirm" and "(" not in m.group})
-    return Split(fit, calibrate, unseen, {arm: [m for m in zoo if m.group == arm] for arm in arms})
+    held_out = {}
+    for settings in dict.fromkeys(m.settings for m in zoo if m.role == "confirm"):
+        others = [m for m in zoo if m.settings != settings]
+        calibrating = [m for m in calibrate if m.settings != settings] or others[-1:]
+        held_out[settings] = HoldOut([m for m in zoo if m.group == settings],
+                                     [m for m in others if m not in calibrating], calibrating)
+    if any(not h.fit for h in held_out.values()):
+        raise ConfigError(f"the study's {len(zoo)} generators are too few to hold each arm out")
+    return Split(fit, calibrate, unseen, held_out)
 
 
 def real_sets(data_cfg, n: int) -> dict[str, np.ndarray]:
@@ -89,15 +114,16 @@ def real_sets(data_cfg, n: int) -> dict[str, np.ndarray]:
             "calibrate": splits.test_x[:n].astype(np.float32), "test": splits.test_x[n:2 * n].astype(np.float32)}
 
 
-def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], options: dict) -> dict:
-    """Every number of the detection study (see docs/detection.md), and the detector it registers."""
+def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], options: dict) -> tuple[dict, object]:
+    """Every number of the detection study (see docs/detection.md), and the detector it registers. Scores are
+    logits (they do not saturate); thresholds are reported as p_real."""
     from ganstudy import zoo as zoo_
-    from ganstudy.detection_metrics import (balanced_threshold, expected_calibration_error, reliability,
-                                            scores)
+    from ganstudy.mlflow_models import logit_scorer
 
     n, seed = options["n"], options["noise_seed"]
     clock = {"start": time.monotonic()}
-    per_fit = math.ceil(len(reals["fit"]) / len(split.fit))
+    smallest_fit = min(len(h.fit) for h in [split, *split.held_out_arms.values()])
+    per_fit = math.ceil(len(reals["fit"]) / smallest_fit)
     fakes = {}
     for i, m in enumerate(zoo, 1):
         print(f"fakes [{i}/{len(zoo)}] {m.name}", flush=True)
@@ -107,35 +133,38 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
     everyone = np.concatenate([fakes[g]["test"] for g in zoo])
     for i, m in enumerate(zoo):
         print(f"D x G [{i + 1}/{len(zoo)}] the discriminator of {m.name}", flush=True)
-        d = zoo_.discriminator(m)
-        p_reals, p_fakes = _p_real(d, reals["test"]), _p_real(d, everyone).reshape(len(zoo), n)
-        d_auc[i] = [scores(p_reals, p_fakes[j], 0.5)["auc"] for j in range(len(zoo))]
-
+        d = logit_scorer(zoo_.discriminator(m))
+        real, fake = _scores(d, reals["test"]), _scores(d, everyone).reshape(len(zoo), n)
+        d_auc[i] = [roc_auc(real, fake[j]) for j in range(len(zoo))]
     clock["d_by_g"] = time.monotonic()
 
-    def detector_on(fit: list[Member]):
+    def trained(fit: list[Member], calibrate: list[Member]):
+        """(the detector, its logit scorer, its threshold as a logit) trained on `fit`, calibrated on `calibrate`."""
         k = math.ceil(len(reals["fit"]) / len(fit))
-        return _detector(reals["fit"], np.concatenate([fakes[m]["fit"][:k] for m in fit]), options["epochs"], seed)
+        detector = _detector(reals["fit"], np.concatenate([fakes[m]["fit"][:k] for m in fit]), options["epochs"], seed)
+        logits = logit_scorer(detector)
+        threshold = balanced_threshold(_scores(logits, reals["calibrate"]),
+                                       _scores(logits, np.concatenate([fakes[m]["calibrate"] for m in calibrate])))
+        return detector, logits, threshold
 
     print(f"detector: trained on {len(split.fit)} generators, calibrated on {len(split.calibrate)}", flush=True)
-    detector = detector_on(split.fit)
-    p_test_reals = _p_real(detector, reals["test"])
-    threshold = balanced_threshold(_p_real(detector, reals["calibrate"]),
-                                   _p_real(detector, np.concatenate([fakes[m]["calibrate"] for m in split.calibrate])))
-    p_unseen = {m: _p_real(detector, fakes[m]["test"]) for m in split.unseen}
-    others = {m: [j for j, d in enumerate(zoo) if d != m] for m in zoo}
+    detector, logits, threshold = trained(split.fit, split.calibrate)
+    real = _scores(logits, reals["test"])
+    unseen = {m: _scores(logits, fakes[m]["test"]) for m in split.unseen}
     index = {m: j for j, m in enumerate(zoo)}
-    pooled = np.concatenate(list(p_unseen.values()))
-    p_all, y_all = np.r_[p_test_reals, pooled], np.r_[np.ones(len(p_test_reals)), np.zeros(len(pooled))]
+    pooled = np.concatenate(list(unseen.values()))
+    share = math.ceil(n / len(unseen))  # calibration is judged on as many fakes as reals, from every unseen generator
+    balanced = np.concatenate([s[:share] for s in unseen.values()])[:n]
+    p, y = expit(np.r_[real, balanced].astype(np.float64)), np.r_[np.ones(n), np.zeros(len(balanced))]
     held_out = {}
-    for arm, members in split.held_out_arms.items():
-        print(f"detector without the {arm} arm: tested on its {len(members)} seeds", flush=True)
-        rest = [m for m in zoo if m.group.split(" (")[0] != arm and m not in split.calibrate]
-        det = detector_on(rest)
-        thr = balanced_threshold(_p_real(det, reals["calibrate"]),
-                                 _p_real(det, np.concatenate([fakes[m]["calibrate"] for m in split.calibrate])))
-        held_out[arm] = {"threshold": thr, "trained_on": len(rest), **scores(
-            _p_real(det, reals["test"]), np.concatenate([_p_real(det, fakes[m]["test"]) for m in members]), thr)}
+    for settings, h in split.held_out_arms.items():
+        print(f"detector without the {settings} settings: tested on their {len(h.test)} seeds", flush=True)
+        _, arm_logits, arm_threshold = trained(h.fit, h.calibrate)
+        held_out[settings] = {
+            "threshold": float(expit(arm_threshold)), "trained_on": len(h.fit),
+            "calibrated_on": [m.name for m in h.calibrate], "tested_on": [m.name for m in h.test],
+            **scores(_scores(arm_logits, reals["test"]),
+                     np.concatenate([_scores(arm_logits, fakes[m]["test"]) for m in h.test]), arm_threshold)}
     clock["detectors"] = time.monotonic()
     return {
         "seconds": {phase: round(clock[phase] - before, 1) for before, phase in
@@ -148,14 +177,14 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                    "own_auc": float(np.mean(np.diag(d_auc))),
                    "cross_auc": float(np.mean(d_auc[~np.eye(len(zoo), dtype=bool)])) if len(zoo) > 1 else None},
         "detector": {
-            "threshold": threshold,
-            "unseen": {m.name: {**scores(p_test_reals, p_unseen[m], threshold),
-                                "d_mean_auc": float(np.mean(d_auc[others[m], index[m]]))} for m in split.unseen},
-            "pooled": scores(p_test_reals, pooled, threshold),
-            "by_group": {group: scores(p_test_reals, np.concatenate([p_unseen[m] for m in split.unseen
-                                                                     if m.group == group]), threshold)
-                         for group in dict.fromkeys(m.group for m in split.unseen)},
-            "ece": expected_calibration_error(p_all, y_all), "reliability": reliability(p_all, y_all)},
+            "threshold": float(expit(threshold)),
+            "unseen": {m.name: {**scores(real, unseen[m], threshold),
+                                "d_mean_auc": float(np.mean(np.delete(d_auc[:, index[m]], index[m])))}
+                       for m in split.unseen},
+            "pooled": scores(real, pooled, threshold),
+            "by_group": {group: scores(real, np.concatenate([unseen[m] for m in split.unseen if m.group == group]),
+                                       threshold) for group in dict.fromkeys(m.group for m in split.unseen)},
+            "ece": expected_calibration_error(p, y), "reliability": reliability(p, y)},
         "held_out_arms": held_out,
     }, detector
 
@@ -170,10 +199,10 @@ def _detector(real_pixels: np.ndarray, fake_pixels: np.ndarray, epochs: int, see
     return pixel_scorer(model)
 
 
-def _p_real(scorer, pixels: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """p_real of each image (called in batches: Keras's predict retraces for every new model)."""
+def _scores(model, pixels: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The model's output for each image (called in batches: Keras's predict retraces for every new model)."""
     pixels = np.asarray(pixels, np.float32)
-    return np.concatenate([np.asarray(scorer(pixels[s:s + batch_size], training=False)).ravel()
+    return np.concatenate([np.asarray(model(pixels[s:s + batch_size], training=False)).ravel()
                            for s in range(0, len(pixels), batch_size)])
 
 

@@ -1,38 +1,45 @@
 """How well a real-vs-generated score detects, as the detection literature reports it: ROC-AUC and average
 precision (real is the positive class), accuracy at a threshold, a threshold calibrated on other data, and
-calibration (expected calibration error, the reliability curve). Pure functions of p_real and labels."""
+calibration (expected calibration error, the reliability curve). Pure functions of scores (logits or p_real:
+higher is more real) and labels; calibration takes p_real."""
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
-def scores(p_real_of_reals: np.ndarray, p_real_of_fakes: np.ndarray, threshold: float) -> dict[str, float]:
-    """AUC, AP, accuracy at 0.5 and at `threshold`, and the shares of reals called real and of fakes called
-    generated at `threshold` (p_real >= threshold: real)."""
-    p, y = _stacked(p_real_of_reals, p_real_of_fakes)
-    return {"auc": float(roc_auc_score(y, p)), "ap": float(average_precision_score(y, p)),
-            "acc_05": accuracy(p, y, 0.5), "acc": accuracy(p, y, threshold),
-            "reals_called_real": float(np.mean(np.ravel(p_real_of_reals) >= threshold)),
-            "fakes_caught": float(np.mean(np.ravel(p_real_of_fakes) < threshold))}
+def scores(real: np.ndarray, fake: np.ndarray, threshold: float, even: float = 0.0) -> dict[str, float]:
+    """AUC, AP, accuracy at `even` (the score of p_real 0.5: 0 for logits) and at `threshold`, and the shares of
+    reals called real and of fakes called generated at `threshold` (a score >= threshold: real)."""
+    s, y = _stacked(real, fake)
+    return {"auc": roc_auc(real, fake), "ap": float(average_precision_score(y, s)),
+            "acc_05": accuracy(s, y, even), "acc": accuracy(s, y, threshold),
+            "reals_called_real": float(np.mean(np.ravel(real) >= threshold)),
+            "fakes_caught": float(np.mean(np.ravel(fake) < threshold))}
 
 
-def _stacked(reals, fakes) -> tuple[np.ndarray, np.ndarray]:
-    return np.r_[np.ravel(reals), np.ravel(fakes)], np.r_[np.ones(np.size(reals)), np.zeros(np.size(fakes))]
+def roc_auc(real: np.ndarray, fake: np.ndarray) -> float:
+    s, y = _stacked(real, fake)
+    return float(roc_auc_score(y, s))
 
 
-def accuracy(p_real: np.ndarray, y: np.ndarray, threshold: float) -> float:
-    return float(np.mean((np.asarray(p_real) >= threshold) == (np.asarray(y) == 1)))
+def _stacked(real, fake) -> tuple[np.ndarray, np.ndarray]:
+    return np.r_[np.ravel(real), np.ravel(fake)], np.r_[np.ones(np.size(real)), np.zeros(np.size(fake))]
 
 
-def balanced_threshold(p_real_of_reals: np.ndarray, p_real_of_fakes: np.ndarray) -> float:
-    """The threshold with the best balanced accuracy (mean of the shares of reals and of fakes called right),
-    among the scores themselves; the lowest such one."""
-    reals, fakes = np.sort(np.ravel(p_real_of_reals)), np.sort(np.ravel(p_real_of_fakes))
-    candidates = np.unique(np.r_[reals, fakes])
-    real_ok = 1 - np.searchsorted(reals, candidates, side="left") / len(reals)  # share >= t
-    fake_ok = np.searchsorted(fakes, candidates, side="left") / len(fakes)      # share < t
-    return float(candidates[np.argmax(real_ok + fake_ok)])
+def accuracy(score: np.ndarray, y: np.ndarray, threshold: float) -> float:
+    return float(np.mean((np.asarray(score) >= threshold) == (np.asarray(y) == 1)))
+
+
+def balanced_threshold(real: np.ndarray, fake: np.ndarray) -> float:
+    """The threshold with the best balanced accuracy (the mean of the shares of reals and of fakes called
+    right): of the scores that reach it, the lowest, moved halfway down to the next lower score."""
+    real, fake = np.sort(np.ravel(real)), np.sort(np.ravel(fake))
+    candidates = np.unique(np.r_[real, fake])
+    real_ok = 1 - np.searchsorted(real, candidates, side="left") / len(real)  # share >= t
+    fake_ok = np.searchsorted(fake, candidates, side="left") / len(fake)      # share < t
+    best = int(np.argmax(real_ok + fake_ok))
+    return float(candidates[best] if best == 0 else (candidates[best] + candidates[best - 1]) / 2)
 
 
 def reliability(p_real: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:

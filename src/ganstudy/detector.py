@@ -48,27 +48,41 @@ def fit_detector(reals: np.ndarray, fakes: np.ndarray, epochs: int, seed: int, a
 
 
 def augmented(images: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
-    """Each image, independently with probability p each: Gaussian blur (sigma up to 1 pixel), Gaussian noise
-    (sigma up to 0.1 of the [-1, 1] range), JPEG compression (quality 30-100). Shape and range kept."""
+    """Each image, independently with probability p each: blurred, noised, JPEG-compressed (Wang et al. 2020's
+    blur and JPEG, and noise). Shape, dtype and the [-1, 1] range kept."""
+    return jpeg(noise(blur(images, rng, p), rng, p), rng, p)
+
+
+def blur(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Gaussian blur, sigma uniform in [0.3, 1] pixel (less would not change a pixel), of each image with
+    probability p."""
     from scipy.ndimage import gaussian_filter
 
     out = np.array(images, np.float32)
     for i in np.flatnonzero(rng.random(len(out)) < p):
-        out[i, ..., 0] = gaussian_filter(out[i, ..., 0], sigma=rng.uniform(0.1, 1.0))
-    noisy = rng.random(len(out)) < p
-    out[noisy] += rng.normal(0, 1, out[noisy].shape).astype(np.float32) * rng.uniform(0, 0.1, (noisy.sum(), 1, 1, 1))
-    out = np.clip(out, -1, 1)
-    for i in np.flatnonzero(rng.random(len(out)) < p):
-        out[i, ..., 0] = _jpeg(out[i, ..., 0], int(rng.integers(30, 101)))
+        out[i, ..., 0] = gaussian_filter(out[i, ..., 0], sigma=rng.uniform(0.3, 1.0))
     return out
 
 
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """An image in [-1, 1] through JPEG at this quality, back in [-1, 1]."""
+def noise(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Gaussian noise, sigma uniform up to 0.1 of the [-1, 1] range, on each image with probability p; clipped."""
+    out = np.array(images, np.float32)
+    chosen = rng.random(len(out)) < p
+    sigma = rng.uniform(0, 0.1, (int(chosen.sum()), 1, 1, 1))
+    out[chosen] += (rng.normal(0, 1, out[chosen].shape) * sigma).astype(np.float32)
+    return np.clip(out, -1, 1)
+
+
+def jpeg(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Each image with probability p through JPEG at a quality uniform in 30-100, back in [-1, 1]."""
     import io
 
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(np.rint((image + 1) * 127.5).astype(np.uint8)).save(buffer, "JPEG", quality=quality)
-    return np.asarray(Image.open(buffer), np.float32) / 127.5 - 1
+    out = np.array(images, np.float32)
+    for i in np.flatnonzero(rng.random(len(out)) < p):
+        buffer = io.BytesIO()
+        Image.fromarray(np.rint((out[i, ..., 0] + 1) * 127.5).astype(np.uint8)).save(
+            buffer, "JPEG", quality=int(rng.integers(30, 101)))
+        out[i, ..., 0] = np.asarray(Image.open(buffer), np.float32) / 127.5 - 1
+    return out

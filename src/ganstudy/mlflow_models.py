@@ -42,6 +42,14 @@ def pixel_scorer(logit_model):
     return keras.Model(images, p_real, name="pixels_to_p_real")
 
 
+def logit_scorer(scorer):
+    """A pixel scorer's logit, before its sigmoid: a score that does not saturate at p_real 0 or 1 (ROC-AUC
+    counts saturated scores as ties)."""
+    import keras
+
+    return keras.Model(scorer.inputs, scorer.get_layer("p_real").input)
+
+
 def _signature(model):
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
@@ -89,7 +97,8 @@ def load(uri: str):
 
 def register_champion(run_id: str, study_name: str) -> dict[str, str]:
     """Register the run's generator and detector (those it logged) under the study's names and point the alias
-    `champion` at them; a model the alias already points at is not registered again. Returns {name: version}."""
+    `champion` at them; a model the alias already points at is not registered again, and a champion detector
+    that the detection study registered (trained across generators) stays. Returns {name: version}."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient

@@ -19,38 +19,44 @@ TRIALS = "trials"  # the group of the study's trials; a confirm or ablation run'
 @dataclass(frozen=True)
 class Member:
     run_id: str
-    role: str    # trial, confirm or ablation
-    name: str    # "trial 3", "best seed 1", "best seed 1 (time)"
-    group: str   # "trials", or the arm: "best", "quick", "loss_hinge", "best (time)"
-    number: int  # the trial's number, or the arm's seed
+    role: str      # trial, confirm or ablation
+    name: str      # "trial 3", "best seed 1", "best seed 1 (time)"
+    group: str     # its settings and budget: "trials", "best", "best (time)", "loss_hinge"
+    number: int    # the trial's number, or the arm's seed
+    arm: str = TRIALS       # the arm's name: "best"; "trials" for a trial
+    settings: str = TRIALS  # the group at either budget: "best"; "best [3f2a1c]" when the arm's settings changed
 
 
 def members(client: MlflowClient, parent_run_id: str) -> list[Member]:
-    """The zoo, trials first (by number), then the arms (by group and seed)."""
+    """The zoo, trials first (by number), then the arms (by group and seed). An arm whose settings changed
+    between confirms (a new best) has runs of each: their names and groups carry the settings' fingerprint."""
     exp = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
-                              max_results=5000)
-    out = []
-    for r in runs:
+    runs = [r for r in client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                                 "and attributes.status = 'FINISHED'", max_results=5000)
+            if model_id(r.info.run_id, GENERATOR) is not None and model_id(r.info.run_id, DISCRIMINATOR) is not None]
+    out = [Member(r.info.run_id, "trial", f"trial {r.data.tags[Tag.TRIAL]}", TRIALS, int(r.data.tags[Tag.TRIAL]))
+           for r in runs if r.data.tags.get(Tag.ROLE) == "trial"]
+    arms = [r for r in runs if Tag.ARM in r.data.tags]
+    settings_of: dict[tuple, set] = {}
+    for r in arms:
+        settings_of.setdefault((r.data.tags[Tag.ARM], r.data.tags.get(Tag.BUDGET)), set()).add(
+            r.data.tags.get(Tag.OVERRIDES))
+    for r in arms:
         tags = r.data.tags
-        if model_id(r.info.run_id, GENERATOR) is None or model_id(r.info.run_id, DISCRIMINATOR) is None:
-            continue
-        if tags.get(Tag.ROLE) == "trial":
-            n = int(tags[Tag.TRIAL])
-            out.append(Member(r.info.run_id, "trial", f"trial {n}", TRIALS, n))
-        elif Tag.ARM in tags:
-            time = " (time)" if tags.get(Tag.BUDGET) == "time" else ""
-            seed = int(tags[Tag.SEED])
-            out.append(Member(r.info.run_id, tags[Tag.ROLE], f"{tags[Tag.ARM]} seed {seed}{time}", tags[Tag.ARM] + time,
-                              seed))
+        arm, budget, seed = tags[Tag.ARM], tags.get(Tag.BUDGET), int(tags[Tag.SEED])
+        settings = arm if len(settings_of[(arm, budget)]) == 1 else f"{arm} [{str(tags.get(Tag.OVERRIDES))[:6]}]"
+        time = " (time)" if budget == "time" else ""
+        out.append(Member(r.info.run_id, tags[Tag.ROLE], f"{settings} seed {seed}{time}", settings + time, seed,
+                          arm, settings))
     return sorted(out, key=lambda m: (m.group != TRIALS, m.group, m.number))
 
 
 def fakes(member: Member, sets: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Fakes of the member's generator, per set {name: (count, noise seed)}: pixel values 0..255, float32
+    """Fakes of the member's generator, per set {name: (count, noise seed)}: whole pixel values 0..255, float32
     (count, 28, 28)."""
     generator = _load(member, GENERATOR)
-    return {name: generate(generator, n, seed) for name, (n, seed) in sets.items()}
+    # whole pixel values, as real images and image files have: the rounding is no clue to a detector
+    return {name: np.clip(np.rint(generate(generator, n, seed)), 0, 255) for name, (n, seed) in sets.items()}
 
 
 def discriminator(member: Member):
