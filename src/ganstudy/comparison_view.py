@@ -16,14 +16,17 @@ def plot(results: dict, objective: str, out: Path) -> Path:
     from matplotlib.figure import Figure
 
     shown = comparisons(results)
-    fig = Figure(figsize=(5.5 * len(shown), 3.5))
+    arms = max(len(summary) for summary in shown.values())
+    many = arms > 4  # long arm names (an ablation's levers) are slanted, and the panel widens with them
+    fig = Figure(figsize=(max(5.5, 1.1 * arms + 1.5) * len(shown), 4.2 if many else 3.5))
     for ax, (name, summary) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown.items()):
         for i, (arm, s) in enumerate(summary.items()):
             if s["values"]:
                 ax.errorbar(i, s["mean"], yerr=s["std"], fmt="o", capsize=8, markersize=8)
                 ax.scatter(np.full(len(s["values"]), i + 0.12), s["values"], color="grey", s=14,
                            label="one seed" if i == 0 else None)
-        ax.set_xticks(range(len(summary)), [f"{arm} settings" for arm in summary])
+        ax.set_xticks(range(len(summary)), [arm if many else f"{arm} settings" for arm in summary],
+                      rotation=25 if many else 0, ha="right" if many else "center")
         ax.set(ylabel=f"{objective} (log scale)", yscale="log", title=title(name, results.get("time_budget")))
         ax.set_xlim(-0.6, len(summary) - 0.4)
         ax.legend(fontsize="small")
