@@ -6,7 +6,7 @@ tested on the generators it never saw, with a threshold calibrated on held-out t
     python -m ganstudy.detection [sweep=default] [storage=URL] [study_name=NAME] [key=value ...]
 
 The study is named as for `python -m ganstudy.sweep`. Keys: n (fakes per generator and real images per test
-set, default 500), noise_seed (0), epochs (the detector's, 3), fit_arms (the arms whose seeds train the
+set, default 500), noise_seed (0), epochs (the detector's, 10), fit_arms (the arms whose seeds train the
 detector, with the even-numbered trials; default [quick] if the study has it; every third of those calibrates
 its threshold instead), register (true: the detector becomes <study name>-detector@champion, its threshold on
 the model version).
@@ -28,7 +28,7 @@ from ganstudy.detection_metrics import (balanced_threshold, expected_calibration
                                         scores)
 from ganstudy.zoo import TRIALS, Member
 
-OPTIONS = {"n": 500, "noise_seed": 0, "epochs": 3, "fit_arms": None, "register": True}
+OPTIONS = {"n": 500, "noise_seed": 0, "epochs": 10, "fit_arms": None, "register": True}
 DEFAULT_FIT_ARMS = ["quick"]  # fit_arms unless given: the arms of these names the study has
 WANTED = {"n": (int, 20, "an integer >= 20"), "noise_seed": (int, 0, "an integer >= 0"),
           "epochs": (int, 1, "an integer >= 1"), "fit_arms": (list, None, "a list of arm names, e.g. [quick]"),
@@ -152,8 +152,7 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
     real = _scores(logits, reals["test"])
     unseen = {m: _scores(logits, fakes[m]["test"]) for m in split.unseen}
     index = {m: j for j, m in enumerate(zoo)}
-    pooled = np.concatenate(list(unseen.values()))
-    share = math.ceil(n / len(unseen))  # calibration is judged on as many fakes as reals, from every unseen generator
+    share = math.ceil(n / len(unseen))  # pooled: as many fakes as reals, an equal share of every unseen generator's
     balanced = np.concatenate([s[:share] for s in unseen.values()])[:n]
     p, y = expit(np.r_[real, balanced].astype(np.float64)), np.r_[np.ones(n), np.zeros(len(balanced))]
     held_out = {}
@@ -181,7 +180,7 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
             "unseen": {m.name: {**scores(real, unseen[m], threshold),
                                 "d_mean_auc": float(np.mean(np.delete(d_auc[:, index[m]], index[m])))}
                        for m in split.unseen},
-            "pooled": scores(real, pooled, threshold),
+            "pooled": scores(real, balanced, threshold),
             "by_group": {group: scores(real, np.concatenate([unseen[m] for m in split.unseen if m.group == group]),
                                        threshold) for group in dict.fromkeys(m.group for m in split.unseen)},
             "ece": expected_calibration_error(p, y), "reliability": reliability(p, y)},

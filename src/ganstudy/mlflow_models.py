@@ -47,7 +47,7 @@ def logit_scorer(scorer):
     counts saturated scores as ties)."""
     import keras
 
-    return keras.Model(scorer.inputs, scorer.get_layer("p_real").input)
+    return keras.Model(scorer.input, scorer.get_layer("p_real").input)
 
 
 def _signature(model):
