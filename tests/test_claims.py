@@ -21,25 +21,47 @@ def url(tmp_path):
     return f"sqlite:///{tmp_path}/optuna.db"
 
 
-def test_of_workers_that_claim_one_run_together_one_trains_and_the_others_take_its_run(url):
-    trained, got = [], []
+def _race(claims_of, key: str, workers: int = 4) -> tuple[list, list, list]:
+    """`workers` threads start together to hold KEY (each with the RunClaims `claims_of()` gives it); the one
+    that holds it trains for a second. (the workers that trained, the runs the others took, errors)"""
+    trained, got, errors = [], [], []
+    start = threading.Barrier(workers)
 
-    def worker(n):  # each its own storage connection, as on its own machine
-        with RunClaims(url, 2, "s-runs").hold("key/best/seed1") as claim:
-            if claim.done_by is None:
-                trained.append(n)
-                time.sleep(1.0)
-                claim.run_id = f"run-of-{n}"
-            else:
-                got.append(claim.done_by)
+    def worker(n):
+        try:
+            claims = claims_of()
+            start.wait()
+            with claims.hold(key) as claim:
+                if claim.done_by is None:
+                    trained.append(n)
+                    time.sleep(1.0)
+                    claim.run_id = f"run-of-{n}"
+                else:
+                    got.append(claim.done_by)
+        except Exception as err:  # noqa: BLE001 - what the tests look for
+            errors.append(err)
 
-    RunClaims(url, 2, "s-runs")  # the claims study exists before the race, as confirm's first worker makes it
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert len(trained) == 1 and got == [f"run-of-{trained[0]}"] * 3
+    return trained, got, errors
+
+
+def _ended_pid() -> int:
+    """The id of a process of this machine that has ended."""
+    ended = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    ended.start()
+    ended.join()
+    return ended.pid
+
+
+def test_of_workers_that_claim_one_run_together_one_trains_and_the_others_take_its_run(url):
+    RunClaims(url, 2, "s-runs")  # the claims study exists before the race, as confirm's first worker makes it
+    # each its own storage connection, as on its own machine
+    trained, got, errors = _race(lambda: RunClaims(url, 2, "s-runs"), "key/best/seed1")
+    assert not errors and len(trained) == 1 and got == [f"run-of-{trained[0]}"] * 3
 
 
 def test_a_run_whose_training_failed_is_claimed_again(url):
@@ -64,10 +86,7 @@ def _claim_from(url: str, host: str, pid: int) -> None:
 
 
 def test_the_claim_of_a_process_of_this_machine_that_ended_is_taken_over_at_once(url):
-    ended = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
-    ended.start()
-    ended.join()
-    _claim_from(url, machine(), ended.pid)
+    _claim_from(url, machine(), _ended_pid())
     started = time.monotonic()
     with RunClaims(url, 60, "s-runs").hold("k") as claim:
         assert claim.done_by is None
@@ -140,31 +159,9 @@ def test_a_wait_for_another_workers_run_ends_at_ctrl_c(url):
 def test_threads_that_share_the_claims_and_meet_one_dead_claim_train_the_run_once(url):
     """jobs > 1: the threads of one confirm share its RunClaims; a claim a killed process left is failed once
     (the others find it failed already) and one thread trains the run."""
-    ended = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
-    ended.start()
-    ended.join()
-    _claim_from(url, machine(), ended.pid)
-    claims, trained, got, errors = RunClaims(url, 2, "s-runs"), [], [], []
-    start = threading.Barrier(4)
-
-    def worker(n):
-        try:
-            start.wait()
-            with claims.hold("k") as claim:
-                if claim.done_by is None:
-                    trained.append(n)
-                    time.sleep(1.0)
-                    claim.run_id = f"run-of-{n}"
-                else:
-                    got.append(claim.done_by)
-        except Exception as err:  # noqa: BLE001 - what the test looks for
-            errors.append(err)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    _claim_from(url, machine(), _ended_pid())
+    claims = RunClaims(url, 2, "s-runs")
+    trained, got, errors = _race(lambda: claims, "k")
     assert not errors and len(trained) == 1 and len(got) == 3
 
 
