@@ -72,6 +72,7 @@ BAD = {
     f"sample --run {NO_RUN}": f"error: --run {NO_RUN}: no such run directory, nor a run id in sqlite:///ROOT/mlflow.db",
     "detection n=5": "error: n=5: n is an integer >= 20",
     "detection sweep=tiny": "error: study_name=tiny: no such study in sqlite:///mlruns/optuna.db",
+    "best_experiment sweep=tiny": "error: study_name=tiny: no such study in sqlite:///mlruns/optuna.db",
     f"detect --run {NO_RUN} pictures": "python -m ganstudy.detect: error: pictures: is a folder; give image files "
                                        "(for example pictures/*.png)",
     f"detect --run {NO_RUN} x.png": f"error: --run {NO_RUN}: no such run directory, nor a run id in "

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     import optuna
 
     from ganstudy import sweep_spec
-    from ganstudy.storage import make_storage, storage_url
+    from ganstudy.storage import existing_study
     from ganstudy.sweep import parse_argv
 
     argv = sys.argv[1:] if argv is None else argv
@@ -65,11 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), DEFAULT_OUT))
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv([a for a in argv if not a.startswith("out=")]))
-        url = storage_url(spec)
-        try:
-            study = optuna.load_study(study_name=spec.study_name, storage=make_storage(url))
-        except KeyError:
-            raise ConfigError(f"study_name={spec.study_name}: no such study in {url}") from None
+        study = existing_study(spec)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise ConfigError(f"study {spec.study_name}: no complete trial yet")
         best = study.best_trial

@@ -17,20 +17,12 @@ CROSS_AUC_TAG = "cross_generator_auc"  # on the registered detector's version, b
 
 def open_study(spec):
     """(the study's MLflow run id, the composed base config), or ConfigError with the reason."""
-    import optuna
-
     from ganstudy.config import compose
     from ganstudy.report import PARENT_ATTR
-    from ganstudy.storage import make_storage, storage_url
+    from ganstudy.storage import existing_study
     from ganstudy.tracking import use_experiment
 
-    url = storage_url(spec)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():  # not made by asking
-        raise ConfigError(f"study_name={spec.study_name}: no such study in {url}")
-    try:
-        study = optuna.load_study(study_name=spec.study_name, storage=make_storage(url))
-    except KeyError:
-        raise ConfigError(f"study_name={spec.study_name}: no such study in {url}") from None
+    study = existing_study(spec)
     if PARENT_ATTR not in study.user_attrs:
         raise ConfigError(f"study {spec.study_name}: it has no MLflow run yet (run python -m ganstudy.sweep first)")
     cfg = compose(list(spec.base) + ["run_dir=unused"])

@@ -40,6 +40,20 @@ def check_url(url: str) -> None:
                           "postgresql://..., mysql://...) nor a journal file path") from None
 
 
+def existing_study(spec) -> optuna.Study:
+    """The sweep's study as it is stored, or ConfigError: a missing SQLite file is not created by asking."""
+    from ganstudy.config import ConfigError
+
+    url = storage_url(spec)
+    missing = ConfigError(f"study_name={spec.study_name}: no such study in {url}")
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise missing
+    try:
+        return optuna.load_study(study_name=spec.study_name, storage=make_storage(url))
+    except KeyError:
+        raise missing from None
+
+
 JOURNAL_NOTE = ("a journal-file storage has no heartbeat: a trial whose worker died stays RUNNING and a rerun "
                 "waits for it; an SQLite or PostgreSQL URL has such trials failed and retried")
 
