@@ -163,3 +163,26 @@ def test_the_champion_is_found_by_its_alias_and_served(run, capsys, monkeypatch)
     finally:
         server.kill()
     assert np.allclose(np.ravel(answer), [r["p_real_model"] for r in rows], atol=1e-3)
+
+
+def test_a_confirm_leaves_the_detection_studys_champion_detector(run, monkeypatch):
+    """The detection study's detector (its version tagged with a threshold) stays `@champion` when a confirm
+    registers its winner's models; the winner's generator is registered as usual."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from ganstudy.mlflow_models import DETECTION_TAG, load, log, model_id, register_champion
+
+    run_dir, store, root = run
+    monkeypatch.chdir(root)
+    mlflow.set_tracking_uri(store)
+    winner = (run_dir / "mlflow_run_id.txt").read_text()
+    with mlflow.start_run(run_name="detection") as across:  # the detection study's detector, another logged model
+        info = log(load(f"models:/{model_id(winner, 'detector')}"), "detector", step=0)
+    client, name = MlflowClient(store), "kept-detector"
+    version = mlflow.register_model(info.model_uri, name, tags={DETECTION_TAG: "0.7"}).version
+    client.set_registered_model_alias(name, "champion", version)
+    assert register_champion(winner, "kept") == {"kept-generator": "1"}
+    assert client.get_model_version_by_alias(name, "champion").version == version
+    assert client.get_model_version_by_alias(name, "champion").run_id == across.info.run_id
+    assert len(client.search_model_versions(f"name='{name}'")) == 1
