@@ -153,7 +153,8 @@ def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, st
 
 
 def test_a_run_stopped_before_its_first_checkpoint_is_refused_here_and_elsewhere(tiny_overrides, store, tmp_path):
-    """Ctrl-C at epoch 3 of a run that checkpoints every 10 epochs and evaluates every 2 (so its best generator
+    """Ctrl-C at epoch 3 of a run that checkpoints every 100 epochs (far enough that a slow machine cannot reach it
+    before the signal lands) and evaluates every 2 (so its best generator
     is already under checkpoints/ in the artifact store): resume by folder, and by id with the folder gone (another
     machine), refuse with the real reason instead of training from epoch 0 into the same run."""
     import shutil
@@ -161,8 +162,8 @@ def test_a_run_stopped_before_its_first_checkpoint_is_refused_here_and_elsewhere
     from ganstudy.config import ConfigError, compose
     from ganstudy.train import train
 
-    args = [*tiny_overrides, "data.limit=1024", "train.epochs=10", "train.checkpoint_every=10", "eval.every=2",
-            "train.progress=line"]
+    args = [*tiny_overrides, "data.limit=1024", "train.epochs=100", "train.checkpoint_every=100",
+            "eval.every=2", "train.progress=line"]
     proc = subprocess.Popen([sys.executable, "-m", "ganstudy.train", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     db = Path(store.removeprefix("sqlite:///"))
@@ -175,18 +176,18 @@ def test_a_run_stopped_before_its_first_checkpoint_is_refused_here_and_elsewhere
     run_id = (tmp_path / "run" / "mlflow_run_id.txt").read_text()
     client = MlflowClient(store)
     epochs = max(m.step for m in client.get_metric_history(run_id, "d_loss"))
-    assert 3 <= epochs < 10 and "checkpoints/generator_best.keras" in {
+    assert 3 <= epochs < 100 and "checkpoints/generator_best.keras" in {
         a.path for a in client.list_artifacts(run_id, "checkpoints")}
     before = history(client, run_id)
     stem = f"run {run_id} logged {epochs} epochs but has no checkpoint to continue from (it stopped before its first "
     with pytest.raises(ConfigError) as here:
         train(compose(args + [f"resume={tmp_path}/run"]))
-    assert str(here.value) == (f"resume={tmp_path}/run: {stem}checkpoint (train.checkpoint_every=10), or none reached its "
+    assert str(here.value) == (f"resume={tmp_path}/run: {stem}checkpoint (train.checkpoint_every=100), or none reached its "
                                "folder); train a new run instead")
     shutil.rmtree(tmp_path / "run")
     with pytest.raises(ConfigError) as elsewhere:
         train(compose(args + [f"resume={run_id}", f"run_dir={tmp_path}/elsewhere"]))
-    assert str(elsewhere.value) == (f"resume={run_id}: {stem}checkpoint (train.checkpoint_every=10), or none reached "
+    assert str(elsewhere.value) == (f"resume={run_id}: {stem}checkpoint (train.checkpoint_every=100), or none reached "
                                     "the artifact store (its folder is not here)); train a new run instead")
     assert history(client, run_id) == before and not (tmp_path / "elsewhere" / "checkpoints").exists()
 
