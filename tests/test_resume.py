@@ -153,10 +153,10 @@ def test_a_finished_run_without_its_checkpoint_is_not_resumed(tiny_overrides, st
 
 
 def test_a_run_stopped_before_its_first_checkpoint_is_refused_here_and_elsewhere(tiny_overrides, store, tmp_path):
-    """Ctrl-C at epoch 3 of a run that checkpoints every 100 epochs (far enough that a slow machine cannot reach it
-    before the signal lands) and evaluates every 2 (so its best generator
-    is already under checkpoints/ in the artifact store): resume by folder, and by id with the folder gone (another
-    machine), refuse with the real reason instead of training from epoch 0 into the same run."""
+    """Ctrl-C at epoch 3 of a run that checkpoints every 100 epochs (so far that a slow machine cannot get there
+    before the signal lands) and evaluates every 2 (so its best generator is already under checkpoints/ in the
+    artifact store): resume by folder, and by id with the folder gone (another machine), refuse with the real
+    reason instead of training from epoch 0 into the same run."""
     import shutil
 
     from ganstudy.config import ConfigError, compose
