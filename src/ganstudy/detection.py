@@ -6,10 +6,12 @@ tested on the generators it never saw, with a threshold calibrated on held-out t
     python -m ganstudy.detection [sweep=default] [storage=URL] [study_name=NAME] [key=value ...]
 
 The study is named as for `python -m ganstudy.sweep`. Keys: n (fakes per generator and real images per test
-set, default 500), noise_seed (0), epochs (the detector's, 10), fit_arms (the arms whose seeds train the
-detector, with the even-numbered trials; default [quick] if the study has it; every third of those calibrates
-its threshold instead), register (true: the detector becomes <study name>-detector@champion, its threshold on
-the model version).
+set, default 500), noise_seed (0), detector (deep: four 3x3 convolutions and global pooling; or small: the
+post-hoc detector's two), fit_fakes (the fakes a detector trains on, shared equally by its generators: 24000),
+augment (true: blur, noise and JPEG each epoch), epochs (the detector's, 10), fit_arms (the arms whose seeds
+train the detector, with the even-numbered trials; default [quick] if the study has it; every third of those
+calibrates its threshold instead), register (true: the detector becomes <study name>-detector@champion, its
+threshold on the model version).
 Real test images are the data's held-out images, which no generator trained on."""
 from __future__ import annotations
 
@@ -24,13 +26,17 @@ import yaml
 from scipy.special import expit
 
 from ganstudy.config import ConfigError, exit_on_config_error
+from ganstudy.detector import KINDS
 from ganstudy.detection_metrics import (balanced_threshold, expected_calibration_error, reliability, roc_auc,
                                         scores)
 from ganstudy.zoo import TRIALS, Member
 
-OPTIONS = {"n": 500, "noise_seed": 0, "epochs": 10, "fit_arms": None, "register": True}
+OPTIONS = {"n": 500, "noise_seed": 0, "detector": "deep", "fit_fakes": 24000, "augment": True, "epochs": 10,
+           "fit_arms": None, "register": True}
 DEFAULT_FIT_ARMS = ["quick"]  # fit_arms unless given: the arms of these names the study has
 WANTED = {"n": (int, 20, "an integer >= 20"), "noise_seed": (int, 0, "an integer >= 0"),
+          "detector": (str, None, " or ".join(KINDS)), "fit_fakes": (int, 1, "an integer >= 1"),
+          "augment": (bool, None, "true or false"),
           "epochs": (int, 1, "an integer >= 1"), "fit_arms": (list, None, "a list of arm names, e.g. [quick]"),
           "register": (bool, None, "true or false")}
 
@@ -65,7 +71,8 @@ def parse_options(argv: list[str]) -> tuple[dict, list[str]]:
         parsed = yaml.safe_load(value)
         if kind is list and isinstance(parsed, str):
             parsed = [parsed]
-        if not isinstance(parsed, kind) or (kind is int and (isinstance(parsed, bool) or parsed < low)):
+        if not isinstance(parsed, kind) or (kind is int and (isinstance(parsed, bool) or parsed < low)) or (
+                key == "detector" and parsed not in KINDS):
             raise ConfigError(f"{arg}: {key} is {wanted}")
         options[key] = [str(a) for a in parsed] if kind is list else parsed
     return options, rest
@@ -123,7 +130,7 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
     n, seed = options["n"], options["noise_seed"]
     clock = {"start": time.monotonic()}
     smallest_fit = min(len(h.fit) for h in [split, *split.held_out_arms.values()])
-    per_fit = math.ceil(len(reals["fit"]) / smallest_fit)
+    per_fit = math.ceil(options["fit_fakes"] / smallest_fit)
     fakes = {}
     for i, m in enumerate(zoo, 1):
         print(f"fakes [{i}/{len(zoo)}] {m.name}", flush=True)
@@ -140,14 +147,15 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
 
     def trained(fit: list[Member], calibrate: list[Member]):
         """(the detector, its logit scorer, its threshold as a logit) trained on `fit`, calibrated on `calibrate`."""
-        k = math.ceil(len(reals["fit"]) / len(fit))
-        detector = _detector(reals["fit"], np.concatenate([fakes[m]["fit"][:k] for m in fit]), options["epochs"], seed)
+        k = math.ceil(options["fit_fakes"] / len(fit))
+        detector = _detector(reals["fit"], np.concatenate([fakes[m]["fit"][:k] for m in fit]), options, seed)
         logits = logit_scorer(detector)
         threshold = balanced_threshold(_scores(logits, reals["calibrate"]),
                                        _scores(logits, np.concatenate([fakes[m]["calibrate"] for m in calibrate])))
         return detector, logits, threshold
 
-    print(f"detector: trained on {len(split.fit)} generators, calibrated on {len(split.calibrate)}", flush=True)
+    print(f"detector ({options['detector']}, {options['fit_fakes']} fakes, augment={options['augment']}): trained "
+          f"on {len(split.fit)} generators, calibrated on {len(split.calibrate)}", flush=True)
     detector, logits, threshold = trained(split.fit, split.calibrate)
     real = _scores(logits, reals["test"])
     unseen = {m: _scores(logits, fakes[m]["test"]) for m in split.unseen}
@@ -172,6 +180,7 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                         "split": "fit" if m in split.fit else "calibrate" if m in split.calibrate else "unseen"}
                        for m in zoo],
         "n": n, "noise_seed": seed, "real_images": {k: len(v) for k, v in reals.items()},
+        "recipe": {key: options[key] for key in ("detector", "fit_fakes", "augment", "epochs")},
         "d_by_g": {"auc": d_auc.round(4).tolist(),
                    "own_auc": float(np.mean(np.diag(d_auc))),
                    "cross_auc": float(np.mean(d_auc[~np.eye(len(zoo), dtype=bool)])) if len(zoo) > 1 else None},
@@ -188,13 +197,15 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
     }, detector
 
 
-def _detector(real_pixels: np.ndarray, fake_pixels: np.ndarray, epochs: int, seed: int):
-    """The detector fit with augmentation, as a pixel scorer (pixels -> p_real, as logged models are)."""
+def _detector(real_pixels: np.ndarray, fake_pixels: np.ndarray, options: dict, seed: int):
+    """The detector of the options' kind, fit as they say, as a pixel scorer (pixels -> p_real, as logged models
+    are)."""
     from ganstudy.data import to_model_range
     from ganstudy.detector import fit_detector
     from ganstudy.mlflow_models import pixel_scorer
 
-    model = fit_detector(to_model_range(real_pixels), to_model_range(fake_pixels), epochs, seed, augment=True)
+    model = fit_detector(to_model_range(real_pixels), to_model_range(fake_pixels), options["epochs"], seed,
+                         augment=options["augment"], kind=options["detector"])
     return pixel_scorer(model)
 
 

@@ -1,5 +1,6 @@
-"""A deepfake detector: a small CNN trained on real images against generated ones (one generator's, after a
-run; or many generators', with the blur, noise and JPEG augmentation of Wang et al. 2020, across a study)."""
+"""A deepfake detector: a CNN trained on real images against generated ones (the small one on one generator's
+fakes, after a run; the small or the deep one on many generators', optionally with the blur, noise and JPEG
+augmentation of Wang et al. 2020, across a study)."""
 from __future__ import annotations
 
 import keras
@@ -9,14 +10,22 @@ from keras import layers
 from ganstudy.evaluate import d_logits, detection_scores, generate
 
 
-def make_detector() -> keras.Model:
-    """Two strided convolutions and a logit (positive: real), like the article's D without dropout."""
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(32, 5, strides=2, padding="same"), layers.LeakyReLU(),
-        layers.Conv2D(64, 5, strides=2, padding="same"), layers.LeakyReLU(),
-        layers.Flatten(), layers.Dense(1),
-    ], name="detector")
+KINDS = ("small", "deep")
+
+
+def make_detector(kind: str = "small") -> keras.Model:
+    """A logit (positive: real) from 28x28x1 images in [-1, 1]. small: two strided 5x5 convolutions, like the
+    article's D without dropout. deep: four 3x3 convolutions (64, 64, 128, 128 filters; strides 1, 2, 1, 2) and
+    global average pooling, which sees texture wherever it lies (docs/detection.md: it generalizes across
+    generators where the small one does not)."""
+    if kind == "small":
+        body = [layers.Conv2D(32, 5, strides=2, padding="same"), layers.LeakyReLU(),
+                layers.Conv2D(64, 5, strides=2, padding="same"), layers.LeakyReLU(), layers.Flatten()]
+    else:
+        body = [layer for filters, stride in ((64, 1), (64, 2), (128, 1), (128, 2))
+                for layer in (layers.Conv2D(filters, 3, strides=stride, padding="same"), layers.LeakyReLU())]
+        body.append(layers.GlobalAveragePooling2D())
+    return keras.Sequential([keras.Input((28, 28, 1)), *body, layers.Dense(1)], name="detector")
 
 
 def train_detector(generator, real_train: np.ndarray, real_test: np.ndarray, epochs: int = 3,
@@ -31,19 +40,22 @@ def train_detector(generator, real_train: np.ndarray, real_test: np.ndarray, epo
     return model, detection_scores(d_logits(model, real_test), d_logits(model, fake_test))["auc"]
 
 
-def fit_detector(reals: np.ndarray, fakes: np.ndarray, epochs: int, seed: int, augment: bool) -> keras.Model:
-    """The detector fit to real (1) against generated (0) images in [-1, 1]; with `augment`, each epoch sees a
-    fresh augmented copy of both (so that blur, noise or compression is no clue to either class)."""
+def fit_detector(reals: np.ndarray, fakes: np.ndarray, epochs: int, seed: int, augment: bool,
+                 kind: str = "small") -> keras.Model:
+    """The detector fit to real (1) against generated (0) images in [-1, 1], each class weighing half of the
+    loss however many images it has; with `augment`, each epoch sees a fresh augmented copy of both (so that
+    blur, noise or compression is no clue to either class)."""
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     x = np.concatenate([reals, fakes]).astype(np.float32)
     y = np.r_[np.ones(len(reals)), np.zeros(len(fakes))].astype(np.float32)
-    model = make_detector()
+    weights = {1: len(x) / (2 * len(reals)), 0: len(x) / (2 * len(fakes))}
+    model = make_detector(kind)
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True))
     if not augment:
-        model.fit(x, y, batch_size=64, epochs=epochs, shuffle=True, verbose=0)
+        model.fit(x, y, batch_size=64, epochs=epochs, shuffle=True, class_weight=weights, verbose=0)
     for _ in range(epochs if augment else 0):
-        model.fit(augmented(x, rng), y, batch_size=64, epochs=1, shuffle=True, verbose=0)
+        model.fit(augmented(x, rng), y, batch_size=64, epochs=1, shuffle=True, class_weight=weights, verbose=0)
     return model
 
 
