@@ -769,4 +769,26 @@ def test_the_verdict_follows_the_sign_of_the_difference(capsys):
     summary = summarize({"best": {1: ({"objective": -2.1}, None), 2: ({"objective": -1.9}, None)},
                          "base": {1: ({"objective": -1.1}, None), 2: ({"objective": -0.9}, None)}})
     print_table(summary, OmegaConf.create({"objective": "score", "direction": "minimize"}))
-    assert "best vs base: ratio 2.000 (better for a minimized objective" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best vs base: ratio 2.000 (better for a minimized objective, no interval, n = 2 (a mean <= 0" in out
+
+
+def test_the_table_and_the_verdicts_give_each_interval_with_its_n(capsys):
+    """Each interval beside the seeds it rests on: the reference's n, and this arm's where it differs."""
+    from omegaconf import OmegaConf
+
+    from ganstudy.comparison_view import print_table
+    from ganstudy.stats import ratio_interval, summarize
+
+    best, quick, article = [29.6, 32.1, 29.6], [66.6, 62.7, 61.0], [455.2, 426.9]
+    summary = summarize({arm: {seed: ({"objective": v}, None) for seed, v in enumerate(values, 1)}
+                         for arm, values in (("best", best), ("quick", quick), ("article", article), ("one", [300.0]))})
+    print_table(summary, OmegaConf.create({"objective": "fid_best", "direction": "minimize"}))
+    out = capsys.readouterr().out
+    low, high = ratio_interval(best, quick)
+    assert "95% t-interval" in out.splitlines()[2]  # the header
+    assert f"{low:.3f}-{high:.3f}, n = 3 " in out
+    assert f"best vs quick: ratio 0.480 (better for a minimized objective, 95% t-interval {low:.3f}-{high:.3f}, n = 3," in out
+    low, high = ratio_interval(best, article)
+    assert f"95% t-interval {low:.3f}-{high:.3f}, n = 3 and 2," in out
+    assert "best vs one: ratio 0.101 (better for a minimized objective, no interval, n = 3 and 1)" in out

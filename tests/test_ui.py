@@ -8,6 +8,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -37,6 +38,43 @@ def test_a_study_without_its_runs_gets_a_d_curve_picture_that_says_so(tmp_path):
         warnings.simplefilter("error")
         out = _d_curves([SimpleNamespace(number=0, user_attrs={})], tmp_path / "d.png")
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_study_page_gives_a_t_interval_with_its_n_even_for_a_bootstrap_era_confirm(tmp_path):
+    """docs/study/confirm.json was written with percentile-bootstrap intervals and no n: the page restates each
+    opponent's interval as the t-interval of its values, with n."""
+    from scipy.stats import t as student_t
+
+    from ganstudy.study_page import _confirm
+
+    study = Path(__file__).parent.parent / "docs" / "study"
+
+    class Artifacts:  # the study run's artifacts: the committed confirm.json and confirm.png
+        def download_artifacts(self, run_id, path, dst):
+            return shutil.copy(study / path, dst)
+
+    html = _confirm(Artifacts(), "run", tmp_path)
+    saved = json.loads((study / "confirm.json").read_text())
+    for name in ("equal_epochs", "equal_time"):
+        a, b = (np.array(saved[name][arm]["values"]) for arm in ("best", "quick"))
+        va, vb = a.var(ddof=1) / (3 * a.mean() ** 2), b.var(ddof=1) / (3 * b.mean() ** 2)
+        half = student_t.ppf(0.975, (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)) * np.sqrt(va + vb)
+        ratio = a.mean() / b.mean()
+        assert f"{ratio * np.exp(-half):.3f}–{ratio * np.exp(half):.3f}, n = 3" in html
+        old = saved[name]["quick"]["ratio_ci"]
+        assert f"{old[0]:.3f}–{old[1]:.3f}" not in html  # the bootstrap's, narrower
+    assert "<th>95% t-interval</th>" in html
+    # a record of today's confirm carries n: shown as it is, an arm of 2 seeds beside the reference's 3
+    from ganstudy.stats import summarize
+
+    saved["equal_epochs"] = summarize({arm: {seed: ({"objective": v}, None) for seed, v in enumerate(values, 1)}
+                                       for arm, values in (("best", [30.0, 33.0, 35.0]), ("quick", [60.0, 66.0]))})
+    saved["equal_epochs"]["quick"]["ratio_ci"] = [0.25, 0.75]
+    study = tmp_path / "today"
+    study.mkdir()
+    (study / "confirm.json").write_text(json.dumps(saved))
+    shutil.copy(Path(__file__).parent.parent / "docs" / "study" / "confirm.png", study)
+    assert "0.250–0.750, n = 3 and 2" in _confirm(Artifacts(), "run", tmp_path)
 
 
 def chromium(*args: str, budget_ms: int = 30000) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from ganstudy.study_results import comparisons, fmt
+from ganstudy.study_results import comparisons, fmt, interval
 
 
 def plot(results: dict, objective: str, out: Path) -> Path:
@@ -40,18 +40,19 @@ def title(name: str, seconds) -> str:
 
 
 def print_table(summary: dict, spec: DictConfig, name: str = "equal_epochs", seconds=None) -> None:
-    """The comparison's table and a verdict per arm against the first (the reference)."""
+    """The comparison's table and a verdict per arm against the first (the reference); each interval with the
+    seeds it rests on (n)."""
     reference = next(iter(summary))
     width = max(10, *map(len, summary))
     print(f"\n{title(name, seconds)}:\n{'settings':<{width}} {spec.objective + ' mean':>16} {'std':>10} {'seeds':>6} "
-          f"{reference + '/this':>12} {'95% interval':>15} {'Welch p':>9} {'epochs':>7} {'updates':>8} {'images':>9} "
+          f"{reference + '/this':>12} {'95% t-interval':>24} {'Welch p':>9} {'epochs':>7} {'updates':>8} {'images':>9} "
           f"{'seconds':>8}  failed")
     for arm, s in summary.items():
-        ci = "" if not s.get("ratio_ci") else f"{s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
+        ci = interval(s, summary[reference]["n"], "-")
         b = s.get("budget", {})
         failed = ", ".join(f"seed {seed}" for seed in s["failed"])
         print(f"{arm:<{width}} {fmt(s['mean'], '>16.4g'):>16} {fmt(s['std'], '>10.3g'):>10} {len(s['values']):>6} "
-              f"{fmt(s.get('ratio'), '.3f'):>12} {ci:>15} {fmt(s.get('p_value'), '.3g'):>9} "
+              f"{fmt(s.get('ratio'), '.3f'):>12} {ci:>24} {fmt(s.get('p_value'), '.3g'):>9} "
               f"{fmt(b.get('epochs'), '.0f'):>7} {fmt(b.get('updates'), '.0f'):>8} {fmt(b.get('images'), '.0f'):>9} "
               f"{fmt(b.get('train_seconds'), '.0f'):>8}  {failed}")
     for arm, s in list(summary.items())[1:]:
@@ -61,9 +62,9 @@ def print_table(summary: dict, spec: DictConfig, name: str = "equal_epochs", sec
         difference = summary[reference]["mean"] - s["mean"]  # a ratio flips its meaning for values <= 0
         better = difference < 0 if spec.direction == "minimize" else difference > 0
         evidence = "" if s.get("p_value") is None else f", Welch t-test p = {s['p_value']:.3g}"
-        interval = "" if not s.get("ratio_ci") else f", 95% interval {s['ratio_ci'][0]:.3f}-{s['ratio_ci'][1]:.3f}"
+        ci = ("95% t-interval " if s.get("ratio_ci") else "") + interval(s, summary[reference]["n"], "-")
         print(f"{reference} vs {arm}: ratio {s['ratio']:.3f} ({'better' if better else 'not better'} for a "
-              f"{spec.direction}d objective{interval}{evidence})")
+              f"{spec.direction}d objective, {ci}{evidence})")
     for arm, s in summary.items():
         for seed, why in s["failed"].items():
             print(f"failed: {arm} seed {seed}: {why}")

@@ -16,8 +16,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from ganstudy.redact import mask
+from ganstudy.stats import against_reference
 from ganstudy.storage import RUN_ATTR
-from ganstudy.study_results import BUDGETS, fmt, state_counts, trial_cost
+from ganstudy.study_results import BUDGETS, comparisons, fmt, interval, state_counts, trial_cost
 from ganstudy.run_history import metric_series
 
 TOP = 5
@@ -116,12 +117,16 @@ def _confirm(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
         return "<h2>Confirmation</h2><p>Not run yet: <code>python -m ganstudy.sweep confirm=true</code>.</p>"
     if "best" in results:  # written before the equal-time comparison existed
         results = {"equal_epochs": results}
+    for summary in comparisons(results).values():
+        if "n" not in next(iter(summary.values())):  # written with a bootstrap interval: the t-interval instead
+            against_reference(summary)
     titles = {"equal_epochs": "the same epochs",
               "equal_time": f"the same wall-clock time, {results.get('time_budget')} s a run"}
-    head = ("<tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>95% interval</th>"
+    head = ("<tr><th>settings</th><th>mean ± std</th><th>seeds</th><th>best / this</th><th>95% t-interval</th>"
             "<th>Welch p</th><th>epochs</th><th>updates</th><th>images</th><th>seconds</th><th>failed</th></tr>")
     tables = "".join(f"<h3>At {titles[name]}</h3><table>{head}"
-                     + "".join(_confirm_row(arm, s) for arm, s in results[name].items()) + "</table>"
+                     + "".join(_confirm_row(arm, s, next(iter(results[name].values()))["n"])
+                             for arm, s in results[name].items()) + "</table>"
                      for name in titles if name in results)
     return (f"<h2>Confirmation: the best settings against the others, over seeds</h2>{tables}"
             f"{_figure(plot, 'one dot per seed')}")
@@ -151,8 +156,8 @@ def _detection(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
                 ("reliability.png", "Reliability")) if (folder / name).exists()))
 
 
-def _confirm_row(arm: str, s: dict) -> str:
-    ci = f"{s['ratio_ci'][0]:.3f}–{s['ratio_ci'][1]:.3f}" if s.get("ratio_ci") else ""
+def _confirm_row(arm: str, s: dict, n_best: int) -> str:
+    ci = interval(s, n_best)
     failed = ", ".join(f"seed {seed}: {why}" for seed, why in s.get("failed", {}).items())
     mean = "" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"
     spent = "".join(f"<td class='num'>{fmt(s.get('budget', {}).get(k), '.0f')}</td>" for k in BUDGETS)

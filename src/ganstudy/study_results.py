@@ -16,6 +16,17 @@ def fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
+def interval(s: dict, n_reference: int, dash: str = "–") -> str:
+    """An opponent's 95% interval of the ratio and the seeds it rests on, "0.445–0.517, n = 3" ("n = 3 and 2":
+    the reference's, then this arm's), or "no interval" and why; blank when there is no ratio."""
+    if s.get("ratio") is None:
+        return ""
+    n = n_reference if n_reference == s["n"] else f"{n_reference} and {s['n']}"
+    if not s.get("ratio_ci"):
+        return f"no interval, n = {n}" + ("" if min(n_reference, s["n"]) < 2 else " (a mean <= 0: no log ratio)")
+    return f"{s['ratio_ci'][0]:.3f}{dash}{s['ratio_ci'][1]:.3f}, n = {n}"
+
+
 def state_counts(trials: list) -> str:
     """How many trials are in each state, e.g. "3 complete, 8 pruned, 1 fail"."""
     from optuna.trial import TrialState
