@@ -270,7 +270,7 @@ def sweep_arguments(cmd: Command) -> tuple[str, list[str]] | None:
     """(sweep name, overrides) as `python -m ganstudy.sweep` parses them; None for an example file."""
     name, overrides = "default", []
     for word in cmd.args:
-        if word in ("--help", "-h"):
+        if word in ("--help", "-h", "--cfg"):
             continue
         assert "=" in word, f"{cmd.where}: {word!r}: the sweep takes key=value arguments only"
         key, value = word.split("=", 1)

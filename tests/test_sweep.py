@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from omegaconf import OmegaConf
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -264,6 +265,52 @@ def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
     usage = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "--help"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
     assert usage.returncode == 0 and "sweep files: default, levers, tiny" in usage.stdout and "n_trials" in usage.stdout
+
+
+def test_help_gives_every_key_with_its_default(capsys):
+    """`--help` lists each key a sweep file may set with the value a file that leaves it out gets."""
+    from conftest import call_main
+    from ganstudy import sweep
+    from ganstudy.sweep_spec import SweepSpec
+
+    code, out, _ = call_main(sweep.main, ["--help"], capsys)
+    listed = dict(line.split(None, 1) for line in out.split("keys and their defaults")[1].splitlines()[1:])
+    spec = SweepSpec()
+    assert code == 0 and list(listed) == list(sweep_spec.defaults())
+    assert listed["n_trials"] == str(spec.n_trials) and listed["pruner.name"] == spec.pruner.name
+    assert listed["sampler.n_startup_trials"] == str(spec.sampler.n_startup_trials)
+    assert listed["budgets"] == "[epochs, time]" and listed["confirm"] == "false" and listed["study_name"] == "???"
+    assert listed["storage"] == "null (sqlite:///mlruns/optuna.db, under the folder you run in)"
+
+
+@pytest.mark.parametrize("flag", [["--cfg"], ["--cfg", "job"]])
+def test_cfg_prints_the_sweep_file_as_it_resolves_and_runs_nothing(tmp_path, capsys, flag):
+    """`--cfg` prints the file with its defaults filled in and the overrides applied, as YAML that is itself a
+    sweep file of the same study; no storage is created."""
+    from conftest import call_main
+    from ganstudy import sweep
+    from ganstudy.sweep_spec import SweepSpec
+
+    args = ["sweep=tiny", "n_trials=7", "pruner.name=median", "storage=postgresql+psycopg://u:secret@db-host/optuna"]
+    code, out, err = call_main(sweep.main, [*flag, *args], capsys)
+    printed = yaml.safe_load(out)
+    assert (code, err) == (0, "")
+    assert printed["n_trials"] == 7 and printed["pruner"]["name"] == "median"  # the overrides
+    assert printed["pruner"]["n_warmup_steps"] == SweepSpec().pruner.n_warmup_steps  # tiny.yaml leaves it out
+    assert printed["direction"] == "minimize" and printed["study_name"] == "tiny"  # implied by the objective
+    assert printed["space"]["model.dropout"] == {"low": 0.0, "high": 0.5}
+    assert printed["storage"] == "postgresql+psycopg://u:***@db-host/optuna"  # masked, as everything printed
+    (tmp_path / "resolved.yaml").write_text(out.replace("u:***@", "u:secret@"))
+    assert OmegaConf.to_container(sweep_spec.load(str(tmp_path / "resolved.yaml"))) == {
+        **printed, "storage": "postgresql+psycopg://u:secret@db-host/optuna"}
+
+
+def test_cfg_on_a_bad_sweep_is_one_line_and_exit_2(capsys):
+    from conftest import call_main
+    from ganstudy import sweep
+
+    code, out, err = call_main(sweep.main, ["sweep=tiny", "n_trials=0", "--cfg"], capsys)
+    assert (code, out) == (2, "") and err == "error: sweep=tiny: n_trials=0: must be an integer >= 1\n"
 
 
 def confirm_runs(client, parent_id):

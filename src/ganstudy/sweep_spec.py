@@ -1,6 +1,7 @@
 """A sweep file (sweeps/NAME.yaml): what a study searches, how, and for how many trials; checked before any trial."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from importlib import resources
@@ -79,6 +80,19 @@ def sweep_path(name: str) -> Path:
 
 def available() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("ganstudy.sweeps").iterdir() if p.name.endswith(".yaml"))
+
+
+def defaults(cls: type = SweepSpec, prefix: str = "") -> dict[str, Any]:
+    """Every key a sweep file may set, dotted (sampler.seed), with the value it gets when the file leaves it out
+    (MISSING: it must be given)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(value):
+            out.update(defaults(type(value), f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
 
 
 def load(name: str, overrides: list[str] = ()) -> DictConfig:
