@@ -244,7 +244,8 @@ BASH = bash_commands()
 TRANSCRIPTS = transcripts()
 
 # Words in the docs' commands that stand for something the reader supplies, not something to compose.
-TRAIN_FLAGS = {"--cfg": 1, "--help": 0, "-h": 0, "-m": 0, "--multirun": 0, "--hydra-help": 0}  # flag: values it takes
+TRAIN_FLAGS = {"--cfg": 1, "--help": 0, "-h": 0, "-m": 0, "--multirun": 0, "--hydra-help": 0,  # flag: values it takes
+               "--config-dir": 1}
 PLACEHOLDER = re.compile(r"^\[.*\]$|…|\.\.\.|^RUN$|^FILES$")     # [overrides], 3c0d5e…, RUN
 RUN_KEYS = ("resume", "run_dir")          # they name runs and folders that do not exist here
 PLACEHOLDER_HOSTS = ("db-host", "tracking-host")
@@ -342,3 +343,40 @@ def test_transcripts_show_what_the_command_does(cmd):
         assert str(err.value) == cmd.error
     else:
         check()
+
+
+# --- docs/study_figures.py: never writes into docs/ unasked, and says what it needs ----------------------------
+
+def study_figures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_figures", ROOT / "docs" / "study_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_figures_write_outside_docs_unless_told():
+    assert "docs" not in study_figures().parse([]).out.parts
+
+
+@pytest.mark.parametrize("storage", ["empty", "committed"])
+def test_study_figures_without_the_studys_runs_is_one_line_and_exit_2(storage, tmp_path, store, capsys):
+    """The committed storage holds the study, not its MLflow runs: the script says so and writes nothing."""
+    import shutil
+
+    from conftest import call_main
+
+    if storage == "committed":
+        shutil.copy(ROOT / "docs" / "study" / "ganstudy-default.optuna.db", tmp_path / "optuna.db")
+    args = ["--storage", f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", store, "--out", str(tmp_path / "out")]
+    code, out, err = call_main(study_figures().main, args, capsys)
+    if storage == "empty":
+        expected = f"error: --study ganstudy-default: no such study in sqlite:///{tmp_path}/optuna.db"
+    else:
+        import optuna
+
+        parent = optuna.load_study(study_name="ganstudy-default", storage=args[1]).user_attrs["mlflow_parent_run_id"]
+        expected = f"error: --study ganstudy-default: its MLflow run {parent} is not in {store};"
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1 and err.startswith(expected), err
+    assert not (tmp_path / "out").exists()

@@ -701,6 +701,30 @@ def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_stu
         f"error: study_name=nope: no such study in sqlite:///{tiny_study}/optuna.db")
 
 
+def test_best_experiment_does_not_replace_a_shipped_experiment_unasked(tmp_path, capsys, monkeypatch):
+    """Run in the folder that holds the package's conf/ (a clone), the default out= would overwrite the tracked
+    experiment=best: refused with one line, before the study is opened; out= given, or another folder, goes on."""
+    from conftest import call_main
+    from ganstudy import best_experiment
+
+    shipped = tmp_path / "conf" / "experiment" / "best.yaml"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("shipped")
+    monkeypatch.setattr(best_experiment, "package_conf", lambda: tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db"]
+    code, out, err = call_main(best_experiment.main, args, capsys)
+    assert (code, out) == (2, "") and err == (f"error: out=conf/experiment/best.yaml: would replace the shipped "
+                                              f"experiment=best of {tmp_path}/conf; run in another folder, or give "
+                                              "out=FILE\n")
+    no_study = f"error: study_name=tiny: no such study in sqlite:///{tmp_path}/optuna.db\n"
+    assert call_main(best_experiment.main, [*args, "out=conf/experiment/best.yaml"], capsys)[::2] == (2, no_study)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert call_main(best_experiment.main, args, capsys)[::2] == (2, no_study)
+    assert shipped.read_text() == "shipped"
+
+
 def test_opponents_are_confirm_arms_of_their_own():
     """`opponents` adds arms with their whole overrides, after best, the base and the article's settings."""
     from optuna.distributions import FloatDistribution

@@ -2,9 +2,10 @@
 
     python -m ganstudy.best_experiment [sweep=default] [storage=URL] [study_name=NAME] [out=conf/experiment/best.yaml]
 
-The study is the one `python -m ganstudy.sweep` ran with the same sweep file and overrides. From a clone, the
-default out= replaces the shipped `experiment=best`; elsewhere, train the file with
-`python -m ganstudy.train --config-dir conf experiment=best`.
+The study is the one `python -m ganstudy.sweep` ran with the same sweep file and overrides. Train the file with
+`python -m ganstudy.train --config-dir conf experiment=best` (the folder that holds experiment/best.yaml). In a
+clone's own folder the default out= would replace the shipped `experiment=best`: it is refused there unless out=
+is given.
 """
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def _set(tree: dict, dotted: str, value) -> None:
     tree[leaf] = value
 
 
+def package_conf() -> Path:
+    """The installed ganstudy's own conf/ (a clone's tracked one, for an editable install)."""
+    from importlib import resources
+
+    return Path(str(resources.files("ganstudy.conf"))).resolve()
+
+
+def check_out(out: Path, given: bool) -> None:
+    """The default out= must not replace an experiment the package ships (run in a clone's own folder)."""
+    if not given and out.resolve().parent == package_conf() / "experiment":
+        raise ConfigError(f"out={out}: would replace the shipped experiment={out.stem} of {package_conf()}; run in "
+                          "another folder, or give out=FILE")
+
+
 def main(argv: list[str] | None = None) -> None:
     import optuna
 
@@ -62,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     if {"-h", "--help"} & set(argv):
         print(__doc__.strip())
         return
-    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), DEFAULT_OUT))
+    given = next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), None)
+    out = Path(given or DEFAULT_OUT)
     with exit_on_config_error():
+        check_out(out, given is not None)
         spec = sweep_spec.load(*parse_argv([a for a in argv if not a.startswith("out=")]))
         study = existing_study(spec)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
