@@ -773,6 +773,65 @@ def test_a_study_continues_only_under_what_it_was_made_for(tmp_path, capsys):
     assert old.user_attrs[IDENTITY_ATTR] == identity(spec)
 
 
+def test_distribution_is_what_suggest_asks_for():
+    space = OmegaConf.create({"a": {"choices": [16, 32]}, "b": {"low": 1, "high": 3}, "c": {"low": 1, "high": 9, "step": 2},
+                              "d": {"low": 1e-4, "high": 1e-2, "log": True}, "e": {"low": 0.0, "high": 0.5, "step": 0.1}})
+    trial = optuna.create_study().ask()
+    sweep_spec.suggest(trial, space)
+    assert trial.distributions == {key: sweep_spec.distribution(param) for key, param in space.items()}
+
+
+def searched_study(tmp_path):
+    """A tiny study with one complete trial that searched the optimizer among three choices."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from ganstudy.storage import new_instance
+
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    new_instance(study)
+    study.add_trial(optuna.trial.create_trial(
+        params={"optimizer": "adam", "model.dropout": 0.2}, value=300.0,
+        distributions={"optimizer": CategoricalDistribution(["adam", "rmsprop", "sgd"]),
+                       "model.dropout": FloatDistribution(0.0, 0.5)}))
+    return study
+
+
+def test_a_continued_study_keeps_each_parameters_kind_and_choices(tmp_path):
+    """A range may move and a parameter may be added; other choices, another kind or another log scale for a
+    parameter the trials have is refused with one line (Optuna's storage would fail every trial)."""
+    study = searched_study(tmp_path)
+    three = "space.optimizer.choices=[adam,rmsprop,sgd]"
+    sweep_spec.check_space(study, sweep_spec.load("tiny", [three, "space[model.dropout].high=0.4"]))
+    for key, override, was, now in [
+        ("optimizer", "space.optimizer.choices=[adam,rmsprop]", "choices ['adam', 'rmsprop', 'sgd']",
+         "choices ['adam', 'rmsprop']"),
+        ("model.dropout", "space[model.dropout]={low: 0.01, high: 0.5, log: true}", "a float range [0.0, 0.5]",
+         "a float range [0.01, 0.5] on a log scale"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            sweep_spec.check_space(study, sweep_spec.load("tiny", [three, override]))
+        assert str(err.value) == (f"space.{key}: study tiny searched it as {was}, not {now}; a continued study keeps each "
+                                  "parameter's kind, log scale and choices (a range may change): keep them, or start "
+                                  "a new study with study_name=NAME")
+
+
+def test_a_changed_space_stops_the_study_with_one_line_not_a_loop_of_failed_trials(tmp_path, capsys, monkeypatch):
+    """The sweep refuses the changed space before any trial; and a trial that meets such a refusal anyway (another
+    worker's space) stops the study after that trial, instead of failing one trial after another without end."""
+    from ganstudy import report
+
+    searched_study(tmp_path)
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=3", "enqueue=[]"), capsys)
+    assert code == 2 and "error: space.optimizer: study tiny searched it as choices ['adam', 'rmsprop', 'sgd']" in out
+    assert len(load(tmp_path).get_trials()) == 1
+    monkeypatch.setattr(sweep_spec, "check_space", lambda study, spec: None)
+    monkeypatch.setattr(report, "_draw_plots", lambda *args, **kwargs: None)  # no plot process: no TensorFlow
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=3", "enqueue=[]"), capsys)
+    assert code == 2 and ("error: the study stopped: trial 1: CategoricalDistribution does not support dynamic "
+                          "value space.") in out
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE, TrialState.FAIL]
+
+
 @pytest.mark.slow
 def test_bookkeeping_errors_are_warnings_not_stopped_trials(tmp_path, capsys, monkeypatch):
     """The parent run's update fails after every trial (a tracking server that blinks): two trials side by side

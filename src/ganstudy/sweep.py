@@ -129,7 +129,12 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
         # The study's last trials get the cores that its finished jobs leave idle (as does a trial enqueued
         # after the study reached n_trials).
         side_by_side_from_now = max(1, min(spec.jobs, 1 + spec.n_trials - counted_trials(trial.study)))
-        overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(side_by_side_from_now) + [
+        try:
+            sampled = sweep_spec.suggest(trial, spec.space)
+        except ValueError as err:  # the storage refused a parameter (another worker's space): so would every trial
+            stop.reason = f"trial {trial.number}: {err}"
+            return _failed(trial, str(err))
+        overrides = base + sampled + share_of_cores(side_by_side_from_now) + [
             f"run_dir={folder / f'trial_{trial.number:04d}'}", f"tracking.run_name=trial_{trial.number}"]
         trial.set_user_attr("overrides", [mask(o) for o in overrides])
         print(f"\ntrial {trial.number}: {mask(' '.join(overrides[len(base):-2]))}", flush=True)
@@ -258,6 +263,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
         check_identity(study, spec)
+        sweep_spec.check_space(study, spec)
         legacy = predates_instances(study)
         instance = study_instance(study)
         base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
