@@ -132,7 +132,7 @@ def test_the_link_check_sees_links():
     """The checks above are not vacuous: the README links the docs pages and shows the study's picture."""
     readme = {target for _, target, _ in local_links(ROOT / "README.md")}
     for page in ("training", "metrics", "sweeps", "study", "mlflow", "scale-out", "performance", "architecture",
-                 "faq", "versions"):
+                 "faq", "versions", "reference", "glossary"):
         assert ROOT / "docs" / f"{page}.md" in readme, f"README.md does not link docs/{page}.md"
     for name in ("docs/study/arms_epoch20.png", "LICENSE", "NOTICE", "CHANGELOG.md"):
         assert ROOT / name in readme, f"README.md does not link {name}"
@@ -315,9 +315,22 @@ def test_the_command_checks_see_commands():
     assert sum(1 for c in TRANSCRIPTS if c.verb == "train" and c.error) >= 3
 
 
+def multirun_jobs(overrides: list[str]) -> list[list[str]]:
+    """A multirun's jobs, as Hydra's basic sweeper makes them: one per combination of the comma-separated values."""
+    import itertools
+
+    def values(override: str) -> list[str]:
+        key, _, value = override.partition("=")
+        return [f"{key}={v}" for v in value.split(",")] if "," in value and "[" not in value else [override]
+
+    return [list(job) for job in itertools.product(*map(values, overrides))]
+
+
 @pytest.mark.parametrize("cmd", [c for c in BASH if c.verb == "train"], ids=str)
 def test_train_commands_compose(cmd):
-    compose_and_validate(train_overrides(cmd))
+    overrides = train_overrides(cmd)
+    for job in multirun_jobs(overrides) if {"-m", "--multirun"} & set(cmd.args) else [overrides]:
+        compose_and_validate(job)
 
 
 @pytest.mark.parametrize("cmd", [c for c in BASH if c.verb == "sweep"], ids=str)
