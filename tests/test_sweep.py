@@ -701,28 +701,39 @@ def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_stu
         f"error: study_name=nope: no such study in sqlite:///{tiny_study}/optuna.db")
 
 
-def test_best_experiment_does_not_replace_a_shipped_experiment_unasked(tmp_path, capsys, monkeypatch):
-    """Run in the folder that holds the package's conf/ (a clone), the default out= would overwrite the tracked
-    experiment=best: refused with one line, before the study is opened; out= given, or another folder, goes on."""
+def test_best_experiment_replaces_no_shipped_experiment_and_writes_one_hydra_can_find(tmp_path, capsys, monkeypatch):
+    """The default file is conf/experiment/STUDY_NAME.yaml under the folder the command runs in. In the folder of
+    the package's own conf/ (a clone), a shipped experiment is replaced only when out= names it; elsewhere, a file
+    named like a shipped experiment is refused, since Hydra would take the shipped one instead of it."""
     from conftest import call_main
     from ganstudy import best_experiment
 
-    shipped = tmp_path / "conf" / "experiment" / "best.yaml"
+    clone, elsewhere = tmp_path / "clone", tmp_path / "elsewhere"
+    shipped = clone / "conf" / "experiment" / "tiny.yaml"
     shipped.parent.mkdir(parents=True)
     shipped.write_text("shipped")
-    monkeypatch.setattr(best_experiment, "package_conf", lambda: tmp_path / "conf")
-    monkeypatch.chdir(tmp_path)
+    elsewhere.mkdir()
+    monkeypatch.setattr(best_experiment, "package_conf", lambda: clone / "conf")
+    decided_study(tmp_path)
     args = ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db"]
-    code, out, err = call_main(best_experiment.main, args, capsys)
-    assert (code, out) == (2, "") and err == (f"error: out=conf/experiment/best.yaml: would replace the shipped "
-                                              f"experiment=best of {tmp_path}/conf; run in another folder, or give "
-                                              "out=FILE\n")
-    no_study = f"error: study_name=tiny: no such study in sqlite:///{tmp_path}/optuna.db\n"
-    assert call_main(best_experiment.main, [*args, "out=conf/experiment/best.yaml"], capsys)[::2] == (2, no_study)
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    assert call_main(best_experiment.main, args, capsys)[::2] == (2, no_study)
-    assert shipped.read_text() == "shipped"
+
+    def run(folder, *extra):
+        monkeypatch.chdir(folder)
+        code, out, err = call_main(best_experiment.main, [*args, *extra], capsys)
+        return code, out or err
+
+    assert run(clone) == (2, f"error: out=conf/experiment/tiny.yaml: would replace the shipped experiment=tiny of "
+                             f"{clone}/conf; give out=FILE to replace it\n")
+    assert run(elsewhere) == (2, "error: out=conf/experiment/tiny.yaml: experiment=tiny is one of ganstudy's own, "
+                                 "which Hydra takes before one in --config-dir; give out=conf/experiment/NAME.yaml "
+                                 "with another name\n")
+    assert shipped.read_text() == "shipped" and not (elsewhere / "conf").exists()
+    wrote = "wrote trial 0 (fid_best 300) to conf/experiment/{}.yaml\n"
+    assert run(elsewhere, "out=conf/experiment/mine.yaml") == (0, wrote.format("mine"))
+    optuna.copy_study(from_study_name="tiny", from_storage=args[1][8:], to_storage=args[1][8:], to_study_name="other")
+    assert run(elsewhere, "study_name=other") == (0, wrote.format("other"))  # the default: the study's name
+    assert run(clone, "out=conf/experiment/tiny.yaml") == (0, wrote.format("tiny"))  # named: replaced
+    assert shipped.read_text().startswith("# @package _global_")
 
 
 def test_opponents_are_confirm_arms_of_their_own():
