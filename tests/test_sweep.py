@@ -283,6 +283,21 @@ def test_help_gives_every_key_with_its_default(capsys):
     assert listed["storage"] == "null (sqlite:///mlruns/optuna.db, under the folder you run in)"
 
 
+def test_the_defaults_docs_sweeps_md_gives_are_the_codes():
+    from pathlib import Path
+
+    from ganstudy.sweep_spec import SweepSpec
+
+    spec, text = SweepSpec(), " ".join((Path(__file__).parents[1] / "docs" / "sweeps.md").read_text().split())
+    for said in (f"without `n_trials` a study runs {spec.n_trials} trials",
+                 f"TPE with seed {spec.sampler.seed} after {spec.sampler.n_startup_trials} random trials",
+                 f"the **{spec.pruner.name}** pruner", f"no pruning until {spec.pruner.n_startup_trials} trials",
+                 f"none before a trial's epoch {spec.pruner.n_warmup_steps}", f"`jobs: {spec.jobs}`",
+                 f"`heartbeat: {spec.heartbeat}`", f"`seeds: {spec.seeds}`", f"`base_name: {spec.base_name}`",
+                 f"`out_dir: {spec.out_dir}`", f"`budgets: [{', '.join(spec.budgets)}]`"):
+        assert said in text, said
+
+
 @pytest.mark.parametrize("flag", [["--cfg"], ["--cfg", "job"]])
 def test_cfg_prints_the_sweep_file_as_it_resolves_and_runs_nothing(tmp_path, capsys, flag):
     """`--cfg` prints the file with its defaults filled in and the overrides applied, as YAML that is itself a
