@@ -1,21 +1,25 @@
 """The figures of docs/study.md, read from a finished study: one JSON summary on stdout, pictures in --out.
 
     python docs/study_figures.py [--study ganstudy-default] [--storage sqlite:///mlruns/optuna.db]
-                                 [--tracking-uri sqlite:///mlruns/mlflow.db] [--out docs/study] [--epoch 20]
-                                 [--budget epochs|time]
+                                 [--tracking-uri sqlite:///mlruns/mlflow.db] [--out outputs/study_figures]
+                                 [--epoch 20] [--budget epochs|time]
+
+It needs the study's MLflow runs (its parent run, with confirm=true's runs and files), which the repository does
+not ship: run it where the study ran. --out docs/study replaces the committed pictures.
 
 Writes the confirm arms' sample grids side by side (seed 1 of each arm; at --epoch, or with --budget time those
 of the equal-time comparison at each run's last epoch), the confirm table and plot,
 Optuna's plots (PNG, from the study's MLflow parent run) and best.json, and prints the study's wall time
 (first trial start to last trial end), trial counts, best trial, parameter importances and the confirm
-table as JSON, then the trials as a markdown table. (`python -m ganstudy.best_experiment` writes the best trial
-as conf/experiment/best.yaml.)
+table as JSON, then the trials as a markdown table. (`python -m ganstudy.best_experiment out=FILE` writes the best
+trial as a Hydra experiment.)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -94,26 +98,54 @@ def trials_table(study) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", default="ganstudy-default")
     ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db")
     ap.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
-    ap.add_argument("--out", type=Path, default=Path("docs/study"))
+    ap.add_argument("--out", type=Path, default=Path("outputs/study_figures"),
+                    help="the folder for the pictures (docs/study: the committed ones)")
     ap.add_argument("--epoch", type=int, default=20)
     ap.add_argument("--budget", choices=["epochs", "time"], default="epochs",
                     help="the arms' grids of this comparison; time: at each run's last epoch")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def open_study(args: argparse.Namespace):
+    """(the study, its MLflow parent run's id), or exit 2 with one line when either is not there."""
+    import optuna
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=args.study, storage=args.storage)
+    except KeyError:
+        fail(f"--study {args.study}: no such study in {args.storage}")
+    parent_id = study.user_attrs.get("mlflow_parent_run_id")
+    try:
+        MlflowClient(args.tracking_uri).get_run(parent_id or "none")
+    except MlflowException:
+        fail(f"--study {args.study}: its MLflow run {parent_id} is not in {args.tracking_uri}; the figures need the "
+             "study's runs (the repository ships none): run it where the study ran, or give --tracking-uri")
+    return study, parent_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
 
     import mlflow
-    import optuna
     from mlflow.artifacts import download_artifacts
     from mlflow.tracking import MlflowClient
 
+    study, parent_id = open_study(args)
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient()
-    study = optuna.load_study(study_name=args.study, storage=args.storage)
-    parent_id = study.user_attrs["mlflow_parent_run_id"]
     args.out.mkdir(parents=True, exist_ok=True)
     summary = study_summary(study)
     if args.budget == "epochs":

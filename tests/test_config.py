@@ -89,3 +89,24 @@ def test_unknown_group_option(override, message):
     with pytest.raises(ConfigError) as err:
         compose([override])
     assert str(err.value) == message
+
+
+def test_a_multirun_runs_each_combination_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    """`python -m ganstudy.train -m optimizer=adam,rmsprop lr=1e-4,2e-4`: the group check takes a multirun's
+    choices one by one, and Hydra runs one job per combination, one after another, each with its own run_dir
+    under hydra.sweep.dir (train itself stubbed: no training)."""
+    import sys
+    from pathlib import Path
+
+    from ganstudy import train as train_module
+
+    jobs = []
+    monkeypatch.setattr(train_module, "train", lambda cfg: jobs.append((cfg.optimizer.name, cfg.lr, cfg.run_dir)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train", "-m", "optimizer=adam,rmsprop", "lr=1e-4,2e-4", "hydra.sweep.dir=grid",
+                                      "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    train_module.main()
+    assert sorted(job[:2] for job in jobs) == [("adam", 1e-4), ("adam", 2e-4), ("rmsprop", 1e-4), ("rmsprop", 2e-4)]
+    assert sorted(Path(job[2]) for job in jobs) == [tmp_path / "grid" / str(n) for n in range(4)]
+    with pytest.raises(ConfigError, match=r"^optimizer=adamw: must be one of adam, rmsprop, sgd$"):
+        compose(["optimizer=adam,adamw"])

@@ -132,7 +132,7 @@ def test_the_link_check_sees_links():
     """The checks above are not vacuous: the README links the docs pages and shows the study's picture."""
     readme = {target for _, target, _ in local_links(ROOT / "README.md")}
     for page in ("training", "metrics", "sweeps", "study", "mlflow", "scale-out", "performance", "architecture",
-                 "faq", "versions"):
+                 "faq", "versions", "reference", "glossary"):
         assert ROOT / "docs" / f"{page}.md" in readme, f"README.md does not link docs/{page}.md"
     for name in ("docs/study/arms_epoch20.png", "LICENSE", "NOTICE", "CHANGELOG.md"):
         assert ROOT / name in readme, f"README.md does not link {name}"
@@ -244,7 +244,8 @@ BASH = bash_commands()
 TRANSCRIPTS = transcripts()
 
 # Words in the docs' commands that stand for something the reader supplies, not something to compose.
-TRAIN_FLAGS = {"--cfg": 1, "--help": 0, "-h": 0, "-m": 0, "--multirun": 0, "--hydra-help": 0}  # flag: values it takes
+TRAIN_FLAGS = {"--cfg": 1, "--help": 0, "-h": 0, "-m": 0, "--multirun": 0, "--hydra-help": 0,  # flag: values it takes
+               "--config-dir": 1}
 PLACEHOLDER = re.compile(r"^\[.*\]$|…|\.\.\.|^RUN$|^FILES$")     # [overrides], 3c0d5e…, RUN
 RUN_KEYS = ("resume", "run_dir")          # they name runs and folders that do not exist here
 PLACEHOLDER_HOSTS = ("db-host", "tracking-host")
@@ -270,7 +271,7 @@ def sweep_arguments(cmd: Command) -> tuple[str, list[str]] | None:
     """(sweep name, overrides) as `python -m ganstudy.sweep` parses them; None for an example file."""
     name, overrides = "default", []
     for word in cmd.args:
-        if word in ("--help", "-h"):
+        if word in ("--help", "-h", "--cfg"):
             continue
         assert "=" in word, f"{cmd.where}: {word!r}: the sweep takes key=value arguments only"
         key, value = word.split("=", 1)
@@ -314,9 +315,24 @@ def test_the_command_checks_see_commands():
     assert sum(1 for c in TRANSCRIPTS if c.verb == "train" and c.error) >= 3
 
 
+def multirun_jobs(overrides: list[str]) -> list[list[str]]:
+    """A multirun's jobs, as Hydra's basic sweeper makes them: one per combination of the comma-separated values."""
+    import itertools
+
+    def values(override: str) -> list[str]:
+        key, _, value = override.partition("=")
+        return [f"{key}={v}" for v in value.split(",")] if "," in value and "[" not in value else [override]
+
+    return [list(job) for job in itertools.product(*map(values, overrides))]
+
+
 @pytest.mark.parametrize("cmd", [c for c in BASH if c.verb == "train"], ids=str)
 def test_train_commands_compose(cmd):
-    compose_and_validate(train_overrides(cmd))
+    if "--config-dir" in cmd.args:
+        pytest.skip(f"{cmd.where}: an experiment in a folder of the reader's (tests/test_sweep.py composes one)")
+    overrides = train_overrides(cmd)
+    for job in multirun_jobs(overrides) if {"-m", "--multirun"} & set(cmd.args) else [overrides]:
+        compose_and_validate(job)
 
 
 @pytest.mark.parametrize("cmd", [c for c in BASH if c.verb == "sweep"], ids=str)
@@ -342,3 +358,40 @@ def test_transcripts_show_what_the_command_does(cmd):
         assert str(err.value) == cmd.error
     else:
         check()
+
+
+# --- docs/study_figures.py: never writes into docs/ unasked, and says what it needs ----------------------------
+
+def study_figures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_figures", ROOT / "docs" / "study_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_figures_write_outside_docs_unless_told():
+    assert "docs" not in study_figures().parse([]).out.parts
+
+
+@pytest.mark.parametrize("storage", ["empty", "committed"])
+def test_study_figures_without_the_studys_runs_is_one_line_and_exit_2(storage, tmp_path, store, capsys):
+    """The committed storage holds the study, not its MLflow runs: the script says so and writes nothing."""
+    import shutil
+
+    from conftest import call_main
+
+    if storage == "committed":
+        shutil.copy(ROOT / "docs" / "study" / "ganstudy-default.optuna.db", tmp_path / "optuna.db")
+    args = ["--storage", f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", store, "--out", str(tmp_path / "out")]
+    code, out, err = call_main(study_figures().main, args, capsys)
+    if storage == "empty":
+        expected = f"error: --study ganstudy-default: no such study in sqlite:///{tmp_path}/optuna.db"
+    else:
+        import optuna
+
+        parent = optuna.load_study(study_name="ganstudy-default", storage=args[1]).user_attrs["mlflow_parent_run_id"]
+        expected = f"error: --study ganstudy-default: its MLflow run {parent} is not in {store};"
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1 and err.startswith(expected), err
+    assert not (tmp_path / "out").exists()

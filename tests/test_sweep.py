@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from omegaconf import OmegaConf
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -264,6 +265,67 @@ def test_bad_sweep_file_stops_the_command_before_any_trial(tmp_path):
     usage = subprocess.run([sys.executable, "-m", "ganstudy.sweep", "--help"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
     assert usage.returncode == 0 and "sweep files: default, levers, tiny" in usage.stdout and "n_trials" in usage.stdout
+
+
+def test_help_gives_every_key_with_its_default(capsys):
+    """`--help` lists each key a sweep file may set with the value a file that leaves it out gets."""
+    from conftest import call_main
+    from ganstudy import sweep
+    from ganstudy.sweep_spec import SweepSpec
+
+    code, out, _ = call_main(sweep.main, ["--help"], capsys)
+    listed = dict(line.split(None, 1) for line in out.split("keys and their defaults")[1].splitlines()[1:])
+    spec = SweepSpec()
+    assert code == 0 and list(listed) == list(sweep_spec.defaults())
+    assert listed["n_trials"] == str(spec.n_trials) and listed["pruner.name"] == spec.pruner.name
+    assert listed["sampler.n_startup_trials"] == str(spec.sampler.n_startup_trials)
+    assert listed["budgets"] == "[epochs, time]" and listed["confirm"] == "false" and listed["study_name"] == "???"
+    assert listed["storage"] == "null (sqlite:///mlruns/optuna.db, under the folder you run in)"
+
+
+def test_the_defaults_docs_sweeps_md_gives_are_the_codes():
+    from pathlib import Path
+
+    from ganstudy.sweep_spec import SweepSpec
+
+    spec, text = SweepSpec(), " ".join((Path(__file__).parents[1] / "docs" / "sweeps.md").read_text().split())
+    for said in (f"without `n_trials` a study runs {spec.n_trials} trials",
+                 f"TPE with seed {spec.sampler.seed} after {spec.sampler.n_startup_trials} random trials",
+                 f"the **{spec.pruner.name}** pruner", f"no pruning until {spec.pruner.n_startup_trials} trials",
+                 f"none before a trial's epoch {spec.pruner.n_warmup_steps}", f"`jobs: {spec.jobs}`",
+                 f"`heartbeat: {spec.heartbeat}`", f"`seeds: {spec.seeds}`", f"`base_name: {spec.base_name}`",
+                 f"`out_dir: {spec.out_dir}`", f"`budgets: [{', '.join(spec.budgets)}]`"):
+        assert said in text, said
+
+
+@pytest.mark.parametrize("flag", [["--cfg"], ["--cfg", "job"]])
+def test_cfg_prints_the_sweep_file_as_it_resolves_and_runs_nothing(tmp_path, capsys, flag):
+    """`--cfg` prints the file with its defaults filled in and the overrides applied, as YAML that is itself a
+    sweep file of the same study; no storage is created."""
+    from conftest import call_main
+    from ganstudy import sweep
+    from ganstudy.sweep_spec import SweepSpec
+
+    args = ["sweep=tiny", "n_trials=7", "pruner.name=median", "storage=postgresql+psycopg://u:secret@db-host/optuna"]
+    code, out, err = call_main(sweep.main, [*flag, *args], capsys)
+    printed = yaml.safe_load(out)
+    assert (code, err) == (0, "")
+    assert printed["n_trials"] == 7 and printed["pruner"]["name"] == "median"  # the overrides
+    assert printed["pruner"]["n_warmup_steps"] == SweepSpec().pruner.n_warmup_steps  # tiny.yaml leaves it out
+    assert printed["direction"] == "minimize" and printed["study_name"] == "tiny"  # implied by the objective
+    assert printed["space"]["model.dropout"] == {"low": 0.0, "high": 0.5}
+    assert printed["storage"] == "postgresql+psycopg://u:***@db-host/optuna"  # masked, as everything printed
+    (tmp_path / "resolved.yaml").write_text(out.replace("u:***@", "u:secret@"))
+    assert OmegaConf.to_container(sweep_spec.load(str(tmp_path / "resolved.yaml"))) == {
+        **printed, "storage": "postgresql+psycopg://u:secret@db-host/optuna"}
+
+
+def test_cfg_on_a_bad_sweep_is_one_line_and_exit_2(capsys):
+    from conftest import call_main
+    from ganstudy import sweep
+
+    code, out, err = call_main(sweep.main, ["sweep=tiny", "n_trials=0", "--cfg"], capsys)
+    assert (code, out) == (2, "") and err == "error: sweep=tiny: n_trials=0: must be an integer >= 1\n"
 
 
 def confirm_runs(client, parent_id):
@@ -654,6 +716,41 @@ def test_the_best_trial_written_as_an_experiment_trains_with_its_values(tiny_stu
         f"error: study_name=nope: no such study in sqlite:///{tiny_study}/optuna.db")
 
 
+def test_best_experiment_replaces_no_shipped_experiment_and_writes_one_hydra_can_find(tmp_path, capsys, monkeypatch):
+    """The default file is conf/experiment/STUDY_NAME.yaml under the folder the command runs in. In the folder of
+    the package's own conf/ (a clone), a shipped experiment is replaced only when out= names it; elsewhere, a file
+    named like a shipped experiment is refused, since Hydra would take the shipped one instead of it."""
+    from conftest import call_main
+    from ganstudy import best_experiment
+
+    clone, elsewhere = tmp_path / "clone", tmp_path / "elsewhere"
+    shipped = clone / "conf" / "experiment" / "tiny.yaml"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("shipped")
+    elsewhere.mkdir()
+    monkeypatch.setattr(best_experiment, "package_conf", lambda: clone / "conf")
+    decided_study(tmp_path)
+    args = ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db"]
+
+    def run(folder, *extra):
+        monkeypatch.chdir(folder)
+        code, out, err = call_main(best_experiment.main, [*args, *extra], capsys)
+        return code, out or err
+
+    assert run(clone) == (2, f"error: out=conf/experiment/tiny.yaml: would replace the shipped experiment=tiny of "
+                             f"{clone}/conf; give out=FILE to replace it\n")
+    assert run(elsewhere) == (2, "error: out=conf/experiment/tiny.yaml: experiment=tiny is one of ganstudy's own, "
+                                 "which Hydra takes before one in --config-dir; give out=conf/experiment/NAME.yaml "
+                                 "with another name\n")
+    assert shipped.read_text() == "shipped" and not (elsewhere / "conf").exists()
+    wrote = "wrote trial 0 (fid_best 300) to conf/experiment/{}.yaml\n"
+    assert run(elsewhere, "out=conf/experiment/mine.yaml") == (0, wrote.format("mine"))
+    optuna.copy_study(from_study_name="tiny", from_storage=args[1][8:], to_storage=args[1][8:], to_study_name="other")
+    assert run(elsewhere, "study_name=other") == (0, wrote.format("other"))  # the default: the study's name
+    assert run(clone, "out=conf/experiment/tiny.yaml") == (0, wrote.format("tiny"))  # named: replaced
+    assert shipped.read_text().startswith("# @package _global_")
+
+
 def test_opponents_are_confirm_arms_of_their_own():
     """`opponents` adds arms with their whole overrides, after best, the base and the article's settings."""
     from optuna.distributions import FloatDistribution
@@ -700,6 +797,65 @@ def test_a_study_continues_only_under_what_it_was_made_for(tmp_path, capsys):
         check_identity(old, sweep_spec.load("tiny", ["objective=mnist_score"]))
     check_identity(old, spec)  # the same direction: the current identity is recorded
     assert old.user_attrs[IDENTITY_ATTR] == identity(spec)
+
+
+def test_distribution_is_what_suggest_asks_for():
+    space = OmegaConf.create({"a": {"choices": [16, 32]}, "b": {"low": 1, "high": 3}, "c": {"low": 1, "high": 9, "step": 2},
+                              "d": {"low": 1e-4, "high": 1e-2, "log": True}, "e": {"low": 0.0, "high": 0.5, "step": 0.1}})
+    trial = optuna.create_study().ask()
+    sweep_spec.suggest(trial, space)
+    assert trial.distributions == {key: sweep_spec.distribution(param) for key, param in space.items()}
+
+
+def searched_study(tmp_path):
+    """A tiny study with one complete trial that searched the optimizer among three choices."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from ganstudy.storage import new_instance
+
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    new_instance(study)
+    study.add_trial(optuna.trial.create_trial(
+        params={"optimizer": "adam", "model.dropout": 0.2}, value=300.0,
+        distributions={"optimizer": CategoricalDistribution(["adam", "rmsprop", "sgd"]),
+                       "model.dropout": FloatDistribution(0.0, 0.5)}))
+    return study
+
+
+def test_a_continued_study_keeps_each_parameters_kind_and_choices(tmp_path):
+    """A range may move and a parameter may be added; other choices, another kind or another log scale for a
+    parameter the trials have is refused with one line (Optuna's storage would fail every trial)."""
+    study = searched_study(tmp_path)
+    three = "space.optimizer.choices=[adam,rmsprop,sgd]"
+    sweep_spec.check_space(study, sweep_spec.load("tiny", [three, "space[model.dropout].high=0.4"]))
+    for key, override, was, now in [
+        ("optimizer", "space.optimizer.choices=[adam,rmsprop]", "choices ['adam', 'rmsprop', 'sgd']",
+         "choices ['adam', 'rmsprop']"),
+        ("model.dropout", "space[model.dropout]={low: 0.01, high: 0.5, log: true}", "a float range [0.0, 0.5]",
+         "a float range [0.01, 0.5] on a log scale"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            sweep_spec.check_space(study, sweep_spec.load("tiny", [three, override]))
+        assert str(err.value) == (f"space.{key}: study tiny searched it as {was}, not {now}; a continued study keeps each "
+                                  "parameter's kind, log scale and choices (a range may change): keep them, or start "
+                                  "a new study with study_name=NAME")
+
+
+def test_a_changed_space_stops_the_study_with_one_line_not_a_loop_of_failed_trials(tmp_path, capsys, monkeypatch):
+    """The sweep refuses the changed space before any trial; and a trial that meets such a refusal anyway (another
+    worker's space) stops the study after that trial, instead of failing one trial after another without end."""
+    from ganstudy import report
+
+    searched_study(tmp_path)
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=3", "enqueue=[]"), capsys)
+    assert code == 2 and "error: space.optimizer: study tiny searched it as choices ['adam', 'rmsprop', 'sgd']" in out
+    assert len(load(tmp_path).get_trials()) == 1
+    monkeypatch.setattr(sweep_spec, "check_space", lambda study, spec: None)
+    monkeypatch.setattr(report, "_draw_plots", lambda *args, **kwargs: None)  # no plot process: no TensorFlow
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=3", "enqueue=[]"), capsys)
+    assert code == 2 and ("error: the study stopped: trial 1: CategoricalDistribution does not support dynamic "
+                          "value space.") in out
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE, TrialState.FAIL]
 
 
 @pytest.mark.slow

@@ -1,10 +1,12 @@
 """Write a study's best trial as a Hydra experiment: the base run's settings and budget with the trial's values.
 
-    python -m ganstudy.best_experiment [sweep=default] [storage=URL] [study_name=NAME] [out=conf/experiment/best.yaml]
+    python -m ganstudy.best_experiment [sweep=default] [storage=URL] [study_name=NAME] [out=conf/experiment/NAME.yaml]
 
-The study is the one `python -m ganstudy.sweep` ran with the same sweep file and overrides. From a clone, the
-default out= replaces the shipped `experiment=best`; elsewhere, train the file with
-`python -m ganstudy.train --config-dir conf experiment=best`.
+The study is the one `python -m ganstudy.sweep` ran with the same sweep file and overrides. By default the file is
+conf/experiment/STUDY_NAME.yaml under the folder you run in; train it with
+`python -m ganstudy.train --config-dir conf experiment=STUDY_NAME`. Hydra takes an experiment that ganstudy ships
+(quick, seed, best, tiny) before one of the same name in --config-dir, so such a name is refused outside the
+package's own conf/, and a shipped file is replaced only when out= names it.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from ganstudy.config import ConfigError, exit_on_config_error
 
-DEFAULT_OUT = "conf/experiment/best.yaml"
+DEFAULT_OUT = "conf/experiment/{study_name}.yaml"
 
 
 # Where and how a run is kept, not what it trains: left to the user of the experiment.
@@ -51,6 +53,26 @@ def _set(tree: dict, dotted: str, value) -> None:
     tree[leaf] = value
 
 
+def package_conf() -> Path:
+    """The installed ganstudy's own conf/ (a clone's tracked one, for an editable install)."""
+    from importlib import resources
+
+    return Path(str(resources.files("ganstudy.conf"))).resolve()
+
+
+def check_out(out: Path, given: bool) -> None:
+    """Where the experiment may go: over a file the package ships only when out= names it; elsewhere, not under the
+    name of a shipped experiment, which Hydra would take instead of the file."""
+    shipped = package_conf() / "experiment"
+    if out.resolve().parent == shipped:
+        if out.exists() and not given:
+            raise ConfigError(f"out={out}: would replace the shipped experiment={out.stem} of {package_conf()}; give "
+                              "out=FILE to replace it")
+    elif (shipped / out.name).exists():
+        raise ConfigError(f"out={out}: experiment={out.stem} is one of ganstudy's own, which Hydra takes before one "
+                          "in --config-dir; give out=conf/experiment/NAME.yaml with another name")
+
+
 def main(argv: list[str] | None = None) -> None:
     import optuna
 
@@ -62,12 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     if {"-h", "--help"} & set(argv):
         print(__doc__.strip())
         return
-    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), DEFAULT_OUT))
+    given = next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), None)
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv([a for a in argv if not a.startswith("out=")]))
         study = existing_study(spec)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise ConfigError(f"study {spec.study_name}: no complete trial yet")
+        out = Path(given or DEFAULT_OUT.format(study_name=spec.study_name))
+        check_out(out, given is not None)
         best = study.best_trial
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(experiment_yaml(best.params, best.value, spec))

@@ -231,14 +231,16 @@ def group_options(group: str, config_dirs: list[str] = ()) -> list[str]:
 
 
 def check_group_choices(overrides: list[str], config_dirs: list[str] = ()) -> None:
-    """Reject `group=unknown` on the command line with one line, before Hydra's longer report."""
+    """Reject `group=unknown` on the command line with one line, before Hydra's longer report. A multirun's
+    `group=a,b` is checked choice by choice; a sweep function (`glob(*)`, `choice(a,b)`) is left to Hydra."""
     groups = [p.name for p in resources.files("ganstudy.conf").iterdir() if p.is_dir() and not p.name.startswith("_")]
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
-        if not sep or key not in groups or value in ("null", ""):
+        if not sep or key not in groups or value in ("null", "") or "(" in value:
             continue
         options = group_options(key, config_dirs)
-        _check(value in options, key, shlex.quote(value), "one of " + ", ".join(options))
+        for choice in value.split(","):
+            _check(choice in options, key, shlex.quote(choice), "one of " + ", ".join(options))
 
 
 def flatten(cfg: DictConfig) -> dict[str, Any]:

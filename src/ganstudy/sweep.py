@@ -1,4 +1,4 @@
-"""Improve the GAN settings: `python -m ganstudy.sweep [sweep=NAME] [key=value ...]`.
+"""Improve the GAN settings: `python -m ganstudy.sweep [sweep=NAME] [key=value ...] [--cfg]`.
 
 An Optuna study over Hydra-composed training runs. Each trial composes its config from the sweep's base
 overrides, its trial_overrides and the sampled values, and calls train() in a child process of its own
@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
-from omegaconf import DictConfig
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ganstudy import sweep_spec
 from ganstudy.config import ConfigError, compose, exit_on_config_error
 from ganstudy.runner import RunFailed, interrupted, run_isolated, share_of_cores, side_by_side
 from ganstudy.redact import mask
-from ganstudy.storage import (FAIL_ATTR, JOURNAL_NOTE, RUN_ATTR, check_identity, make_storage, new_instance,
-                              predates_instances, storage_url, study_dir, study_instance)
+from ganstudy.storage import (DEFAULT_STORAGE, FAIL_ATTR, JOURNAL_NOTE, RUN_ATTR, check_identity, make_storage,
+                              new_instance, predates_instances, storage_url, study_dir, study_instance)
 from ganstudy.tags import Tag
 from ganstudy.tracking import check_server, sqlite_init_lock
 from ganstudy.train import Diverged
@@ -128,7 +129,12 @@ def objective_fn(spec: DictConfig, parent_run_id: str, folder: Path, instance: s
         # The study's last trials get the cores that its finished jobs leave idle (as does a trial enqueued
         # after the study reached n_trials).
         side_by_side_from_now = max(1, min(spec.jobs, 1 + spec.n_trials - counted_trials(trial.study)))
-        overrides = base + sweep_spec.suggest(trial, spec.space) + share_of_cores(side_by_side_from_now) + [
+        try:
+            sampled = sweep_spec.suggest(trial, spec.space)
+        except ValueError as err:  # the storage refused a parameter (another worker's space): so would every trial
+            stop.reason = f"trial {trial.number}: {err}"
+            return _failed(trial, str(err))
+        overrides = base + sampled + share_of_cores(side_by_side_from_now) + [
             f"run_dir={folder / f'trial_{trial.number:04d}'}", f"tracking.run_name=trial_{trial.number}"]
         trial.set_user_attr("overrides", [mask(o) for o in overrides])
         print(f"\ntrial {trial.number}: {mask(' '.join(overrides[len(base):-2]))}", flush=True)
@@ -257,6 +263,7 @@ def run_study(spec: DictConfig) -> optuna.Study:
     with sqlite_init_lock(url):  # workers started together: one creates the tables, the study, the parent run
         storage, study = _open_study(spec, url)
         check_identity(study, spec)
+        sweep_spec.check_space(study, spec)
         legacy = predates_instances(study)
         instance = study_instance(study)
         base = compose(sweep_spec.trial_base(spec) + ["run_dir=unused"])
@@ -371,14 +378,49 @@ def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
     return name, overrides
 
 
+# What a key's null default stands for.
+NULL_MEANS = {"direction": "the objective's own", "storage": f"{DEFAULT_STORAGE}, under the folder you run in",
+              "time_budget": "the best arm's own mean time at equal epochs"}
+
+
+def usage() -> str:
+    """--help: what the command does, the sweep files, and every key with the value a file that leaves it out gets."""
+    keys = sweep_spec.defaults()
+    width = max(map(len, keys)) + 1
+    lines = [f"  {key:<{width}} {_flow(value)}" + (f" ({NULL_MEANS[key]})" if key in NULL_MEANS else "")
+             for key, value in keys.items()]
+    return (__doc__.strip() + f"\n\nsweep files: {', '.join(sweep_spec.available())} (or a path to a .yaml)\n"
+            "--cfg: print the sweep file as it resolves (defaults filled in, key=value applied, checked), run nothing\n\n"
+            "keys and their defaults (??? must be given; docs/sweeps.md says what each does):\n" + "\n".join(lines))
+
+
+def _flow(value) -> str:
+    """A default as YAML writes it on one line: null, fid_best, [epochs, time], {}."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def split_cfg(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether `--cfg` (or Hydra's `--cfg job`) is asked for, and the other arguments."""
+    if "--cfg" not in argv:
+        return False, argv
+    i = argv.index("--cfg")
+    rest = argv[:i] + argv[i + 1:]
+    if i < len(rest) and rest[i] == "job":
+        del rest[i]
+    return True, rest
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):
-        print(__doc__.strip() + f"\n\nsweep files: {', '.join(sweep_spec.available())} (or a path to a .yaml)\n"
-              "keys: " + ", ".join(sweep_spec.SweepSpec.__dataclass_fields__))
+        print(usage())
         return
+    show, argv = split_cfg(argv)
     with exit_on_config_error():
         spec = sweep_spec.load(*parse_argv(argv))
+        if show:
+            print(mask(OmegaConf.to_yaml(spec)), end="")
+            return
         check_server(compose(sweep_spec.trial_base(spec) + ["run_dir=unused"]).tracking.uri)
     signal.signal(signal.SIGINT, _on_sigint)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots

@@ -1,6 +1,7 @@
 """A sweep file (sweeps/NAME.yaml): what a study searches, how, and for how many trials; checked before any trial."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from importlib import resources
@@ -79,6 +80,19 @@ def sweep_path(name: str) -> Path:
 
 def available() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("ganstudy.sweeps").iterdir() if p.name.endswith(".yaml"))
+
+
+def defaults(cls: type = SweepSpec, prefix: str = "") -> dict[str, Any]:
+    """Every key a sweep file may set, dotted (sampler.seed), with the value it gets when the file leaves it out
+    (MISSING: it must be given)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(value):
+            out.update(defaults(type(value), f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
 
 
 def load(name: str, overrides: list[str] = ()) -> DictConfig:
@@ -313,6 +327,47 @@ def _in_condition_order(space: DictConfig) -> list[str]:
         ordered += ready
         pending = [k for k in pending if k not in ready]
     return ordered
+
+
+def distribution(param: DictConfig):
+    """The Optuna distribution that suggest() asks for this parameter of a space."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if "choices" in param:
+        return CategoricalDistribution(list(param.choices))
+    if isinstance(param.low, int) and isinstance(param.high, int):
+        return IntDistribution(param.low, param.high, log=bool(param.get("log")), step=param.get("step") or 1)
+    return FloatDistribution(float(param.low), float(param.high), log=bool(param.get("log")), step=param.get("step"))
+
+
+def _describe(dist) -> str:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return f"choices {list(dist.choices)}"
+    kind = "an integer" if isinstance(dist, IntDistribution) else "a float"
+    return f"{kind} range [{dist.low}, {dist.high}]" + (" on a log scale" if dist.log else "")
+
+
+def check_space(study, spec: DictConfig) -> None:
+    """A continued study searches each parameter as its trials did: the same kind (float, integer, choices), log
+    scale and choices (a range may move). Optuna's storage refuses any other, so every trial would fail."""
+    from optuna.distributions import check_distribution_compatibility
+
+    recorded = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            recorded.setdefault(name, dist)
+    for key, param in spec.space.items():
+        if key not in recorded:
+            continue  # a new parameter: earlier trials simply lack it
+        try:
+            check_distribution_compatibility(recorded[key], distribution(param))
+        except ValueError:
+            raise ConfigError(f"space.{key}: study {spec.study_name} searched it as {_describe(recorded[key])}, not "
+                              f"{_describe(distribution(param))}; a continued study keeps each parameter's kind, log "
+                              "scale and choices (a range may change): keep them, or start a new study with "
+                              "study_name=NAME") from None
 
 
 def suggest(trial, space: DictConfig) -> list[str]:
