@@ -1,7 +1,8 @@
 """The README and docs/*.md say what is true: every relative link and picture exists, every
 `python -m ganstudy.train` and `python -m ganstudy.sweep` command in a ```bash block composes, and every
 transcript of a refused command (a ```text block: `$ python -m ganstudy.train ...` then `error: ...`) is
-refused with the line shown. Fast: no training, no TensorFlow (composing a config and loading a sweep file
+refused with the line shown; docs/sweeps.md's confirm transcript is the committed confirm.json as confirm prints
+it today. Fast: no training, no TensorFlow (composing a config and loading a sweep file
 import neither)."""
 from __future__ import annotations
 
@@ -395,3 +396,30 @@ def test_study_figures_without_the_studys_runs_is_one_line_and_exit_2(storage, t
         expected = f"error: --study ganstudy-default: its MLflow run {parent} is not in {store};"
     assert (code, out) == (2, "") and len(err.splitlines()) == 1 and err.startswith(expected), err
     assert not (tmp_path / "out").exists()
+
+
+# --- docs/sweeps.md's confirm transcript is the default study's, as today's code prints it ---------------------
+
+def test_the_confirm_transcript_is_the_committed_confirm_json_as_printed_today(capsys):
+    """The tables between the `…` lines of the `$ python -m ganstudy.sweep confirm=true` transcript are what
+    confirm prints (comparison_view.print_table) from docs/study/confirm.json, restated as confirm restates an
+    older summary (stats.against_reference: today's interval, n): a new column, a changed interval or another
+    study's numbers make it fail."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from ganstudy.comparison_view import print_table
+    from ganstudy.stats import against_reference
+    from ganstudy.study_results import comparisons
+
+    [block] = [b for b in split_page(ROOT / "docs" / "sweeps.md")[1]
+               if b.lang == "text" and b.lines and b.lines[0].strip() == "$ python -m ganstudy.sweep confirm=true"]
+    first, last = block.lines.index("…"), len(block.lines) - 1 - block.lines[::-1].index("…")
+    shown = block.lines[first + 1:last]
+    results = json.loads((ROOT / "docs" / "study" / "confirm.json").read_text(encoding="utf-8"))
+    spec = OmegaConf.create({"objective": "fid_best", "direction": "minimize"})
+    for name, summary in comparisons(results).items():
+        print_table(against_reference(summary), spec, name, results.get("time_budget"))
+    printed = [line.rstrip() for line in capsys.readouterr().out.strip("\n").splitlines()]
+    assert len(comparisons(results)) == 2 and shown == printed
