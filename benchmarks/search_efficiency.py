@@ -18,7 +18,8 @@ Before an arm trains, the machine is calibrated: seconds per epoch of experiment
 all cores, alone, so that arms run in different sessions can be put on one time axis (quick-epoch units).
 
 Prints one JSON line: per arm, best-so-far against wall-clock minutes and against trial-epochs, the expected
-best after k trials with its spread (ganstudy.stats.expected_best), and the time the default arm took to reach
+best after k trials with its spread (ganstudy.stats.expected_best: mean, std, and low-high, the 10th-90th
+percentile of the best of k), and the time the default arm took to reach
 random search's final best (aim: at most half of random search's wall time). Writes search_efficiency.png and
 .json into --out. --quick: sweep=tiny, 4 trials an arm, a few minutes.
 """
@@ -84,7 +85,7 @@ def quick_epoch_seconds(bench, seconds: float = 20.0) -> float:
 
 def arm_curves(storage_url: str, study_name: str) -> dict:
     """Best-so-far against minutes and trial-epochs, and the expected best after k trials."""
-    from ganstudy.stats import expected_best
+    from ganstudy.stats import best_of_k_range, expected_best
     from ganstudy.study_page import trial_outcomes
 
     study = optuna.load_study(study_name=study_name, storage=storage_url)
@@ -97,7 +98,8 @@ def arm_curves(storage_url: str, study_name: str) -> dict:
         points.append({"trial": t.number, "state": t.state.name, "minutes": busy_minutes(trials, t.datetime_complete),
                        "trial_epochs": epochs, "best": best if best < float("inf") else None})
     values = trial_outcomes(trials)  # a pruned trial counts with its value when stopped
-    expected = [dict(zip(("k", "mean", "std"), (k, *expected_best(values, k)))) for k in range(1, len(values) + 1)]
+    expected = [dict(zip(("k", "mean", "std", "low", "high"), (k, *expected_best(values, k), *best_of_k_range(values, k))))
+                for k in range(1, len(values) + 1)]
     states = [t.state.name for t in trials]
     return {"study": study_name, "n_trials": len(trials), "complete": states.count("COMPLETE"),
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL"), "minutes": points[-1]["minutes"],
@@ -156,26 +158,56 @@ def reached(curve: list[dict], target: float, unit: str) -> float | None:
 
 
 def plot(arms: dict, out: Path) -> Path:
+    """Best-so-far against busy minutes and against trial-epochs (log axes: the default study's 17 minutes are not
+    squeezed beside random search's 150), and the expected best of k trials with the 10th-90th percentile of
+    the best of k (values the trials reached: a mean ± std band would dip below what any run, or real images,
+    scored). Sized for a page: 820 px wide."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-    fig = Figure(figsize=(12, 3.8))
-    ax_min, ax_ep, ax_k = fig.subplots(1, 3)
-    for arm, a in arms.items():
+    fig = Figure(figsize=(8.2, 6.4))
+    grid = fig.add_gridspec(2, 2)
+    ax_min, ax_ep = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    ax_k = fig.add_subplot(grid[1, :])
+    for i, (arm, a) in enumerate(arms.items()):
+        color = f"C{i}"
         pts = [p for p in a["curve"] if p["best"] is not None]
-        ax_min.step([p["minutes"] for p in pts], [p["best"] for p in pts], where="post", label=arm)
-        ax_ep.step([p["trial_epochs"] for p in pts], [p["best"] for p in pts], where="post", label=arm)
+        end = a["curve"][-1]  # the arm's last trial: its line runs on to there
+        for ax, unit in ((ax_min, "minutes"), (ax_ep, "trial_epochs")):
+            xs, ys = [p[unit] for p in pts] + [end[unit]], [p["best"] for p in pts] + [pts[-1]["best"]]
+            ax.step(xs, ys, where="post", color=color, label=arm)
+            ax.plot(xs[-1], ys[-1], "|", color=color, markersize=9)
         ks = [e["k"] for e in a["expected_best"]]
-        mean = [e["mean"] for e in a["expected_best"]]
-        std = [e["std"] for e in a["expected_best"]]
-        ax_k.plot(ks, mean, label=arm)
-        ax_k.fill_between(ks, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
-    ax_min.set(xlabel="wall-clock minutes (a trial running)", ylabel="best fid_best so far", yscale="log")
-    ax_ep.set(xlabel="trial-epochs trained", yscale="log")
-    ax_k.set(xlabel="trials k", ylabel="expected best of k (± std)", yscale="log")
+        ax_k.plot(ks, [e["mean"] for e in a["expected_best"]], color=color, label=f"{arm} ({len(a['expected_best'])} trials)")
+        if all("low" in e for e in a["expected_best"]):
+            ax_k.fill_between(ks, [e["low"] for e in a["expected_best"]], [e["high"] for e in a["expected_best"]],
+                              color=color, alpha=0.15, linewidth=0)
+    from ganstudy.images import small_png
+    from ganstudy.study_plots import log_value_axis
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    bests = [p["best"] for a in arms.values() for p in a["curve"] if p["best"] is not None]
+    spans = [v for a in arms.values() for e in a["expected_best"] for v in (e["mean"], e.get("low"), e.get("high"))
+             if v is not None]
+    for ax, values in ((ax_min, bests), (ax_ep, bests), (ax_k, spans)):
+        if values:
+            log_value_axis(ax, values)  # plain numbers: 40, 60, 100, 200, 400
+        ax.grid(alpha=0.3)
+    for ax, ticks in ((ax_min, [2, 5, 10, 20, 50, 100, 200]), (ax_ep, [10, 20, 50, 100, 200, 500])):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax_min.set(xlabel="wall-clock minutes, a trial running (log)", ylabel="best fid_best so far (log)")
+    ax_ep.set(xlabel="trial-epochs trained (log)")
+    ax_k.set(xlabel="trials k", ylabel="best of k trials (log)",
+             title="expected best of k trials; band: its 10th-90th percentile", )
+    ax_k.title.set_fontsize(10)
     ax_min.legend(fontsize="small")
+    ax_k.legend(fontsize="small", loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "search_efficiency.png", dpi=100)
-    return out / "search_efficiency.png"
+    return small_png(out / "search_efficiency.png")
 
 
 def main() -> None:

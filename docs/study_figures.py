@@ -2,23 +2,27 @@
 
     python docs/study_figures.py [--study ganstudy-default] [--storage sqlite:///mlruns/optuna.db]
                                  [--tracking-uri sqlite:///mlruns/mlflow.db] [--out outputs/study_figures]
-                                 [--epoch 20] [--budget epochs|time]
+                                 [--epoch 20] [--budget epochs|time] [--confirm FILE] [--storage-only]
 
 It needs the study's MLflow runs (its parent run, with confirm=true's runs and files), which the repository does
-not ship: run it where the study ran. --out docs/study replaces the committed pictures.
+not ship: run it where the study ran. --out docs/study replaces the committed pictures. --storage-only needs
+none: it draws what the Optuna storage holds (and confirm.png from --confirm FILE), which the repository ships:
+
+    python docs/study_figures.py --storage sqlite:///docs/study/ganstudy-default.optuna.db --storage-only \
+        --confirm docs/study/confirm.json --out docs/study
 
 Writes the confirm arms' sample grids side by side (seed 1 of each arm; at --epoch, or with --budget time those
-of the equal-time comparison at each run's last epoch), the confirm table and plot,
-Optuna's plots (PNG, from the study's MLflow parent run) and best.json, and prints the study's wall time
-(first trial start to last trial end), trial counts, best trial, parameter importances and the confirm
-table as JSON, then the trials as a markdown table. (`python -m ganstudy.best_experiment out=FILE` writes the best
-trial as a Hydra experiment.)
+of the equal-time comparison at each run's last epoch), confirm.json and confirm.png (drawn from the study run's
+confirm.json, or from --confirm FILE), the trials' pictures (ganstudy.study_plots, from the Optuna storage:
+optimization_history.png, param_importances.png, intermediate_values.png, slice.png) and best.json, and prints
+the study's wall time (first trial start to last trial end), trial counts, best trial, parameter importances and
+the confirm table as JSON, then the trials as a markdown table. (`python -m ganstudy.best_experiment out=FILE`
+writes the best trial as a Hydra experiment.)
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +40,8 @@ def arms_picture(client, parent_id: str, epoch: int | None, out: Path, budget: s
     import matplotlib.pyplot as plt
     from mlflow.artifacts import download_artifacts
 
+    from ganstudy.images import small_png
+
     exp = client.get_run(parent_id).info.experiment_id
     runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}' and tags.`ganstudy.role` = 'confirm' "
                                      "and tags.`ganstudy.seed` = '1' and attributes.status = 'FINISHED'",
@@ -45,7 +51,7 @@ def arms_picture(client, parent_id: str, epoch: int | None, out: Path, budget: s
         if r.data.tags.get("ganstudy.budget", "epochs") == budget:
             latest.setdefault(r.data.tags["ganstudy.which"], r)
     arms = [a for a in ("best", *sorted(set(latest) - {"best", "article"}), "article") if a in latest]
-    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3.6))
+    fig, axes = plt.subplots(1, len(arms), figsize=(2.7 * len(arms), 3.2))  # 810 px for 3 arms: a page's width
     with tempfile.TemporaryDirectory() as tmp:
         for ax, arm in zip(np.atleast_1d(axes), arms):
             run = latest[arm]
@@ -60,6 +66,7 @@ def arms_picture(client, parent_id: str, epoch: int | None, out: Path, budget: s
     fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the arms' names
     fig.savefig(out, dpi=100)
     plt.close(fig)
+    small_png(out)
     return arms
 
 
@@ -108,6 +115,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epoch", type=int, default=20)
     ap.add_argument("--budget", choices=["epochs", "time"], default="epochs",
                     help="the arms' grids of this comparison; time: at each run's last epoch")
+    ap.add_argument("--confirm", type=Path, metavar="FILE",
+                    help="draw confirm.png from this confirm.json (e.g. docs/study/confirm.json) instead of the study run's")
+    ap.add_argument("--storage-only", action="store_true",
+                    help="no MLflow run needed: only the trials' pictures, best.json and (with --confirm) confirm.png")
     return ap.parse_args(argv)
 
 
@@ -117,7 +128,8 @@ def fail(message: str) -> None:
 
 
 def open_study(args: argparse.Namespace):
-    """(the study, its MLflow parent run's id), or exit 2 with one line when either is not there."""
+    """(the study, its MLflow parent run's id; None with --storage-only), or exit 2 with one line when either
+    is not there."""
     import optuna
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -127,6 +139,8 @@ def open_study(args: argparse.Namespace):
         study = optuna.load_study(study_name=args.study, storage=args.storage)
     except KeyError:
         fail(f"--study {args.study}: no such study in {args.storage}")
+    if args.storage_only:
+        return study, None
     parent_id = study.user_attrs.get("mlflow_parent_run_id")
     try:
         MlflowClient(args.tracking_uri).get_run(parent_id or "none")
@@ -139,27 +153,36 @@ def open_study(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
 
-    import mlflow
-    from mlflow.artifacts import download_artifacts
-    from mlflow.tracking import MlflowClient
+    from ganstudy.comparison_view import plot
+    from ganstudy.study_plots import draw_all, objective_name
 
+    if args.confirm and not args.confirm.is_file():
+        fail(f"--confirm {args.confirm}: no such file")
     study, parent_id = open_study(args)
-    mlflow.set_tracking_uri(args.tracking_uri)
-    client = MlflowClient()
+    objective = objective_name(study, "fid_best")  # a study made before it recorded its objective: the shipped one
     args.out.mkdir(parents=True, exist_ok=True)
     summary = study_summary(study)
-    if args.budget == "epochs":
-        summary["arms"] = arms_picture(client, parent_id, args.epoch, args.out / f"arms_epoch{args.epoch}.png")
-    else:
-        summary["arms"] = arms_picture(client, parent_id, None, args.out / "arms_time.png", "time")
-    with tempfile.TemporaryDirectory() as tmp:
-        summary["confirm"] = json.loads(Path(download_artifacts(run_id=parent_id, artifact_path="confirm.json",
-                                                                dst_path=tmp)).read_text())
-        (args.out / "confirm.json").write_text(json.dumps(summary["confirm"], indent=1))
-        shutil.copy(download_artifacts(run_id=parent_id, artifact_path="confirm.png", dst_path=tmp), args.out)
-        report = Path(download_artifacts(run_id=parent_id, artifact_path="report", dst_path=tmp))
-        for png in report.glob("*.png"):
-            shutil.copy(png, args.out)
+    confirm = json.loads(args.confirm.read_text()) if args.confirm else None
+    if parent_id:
+        import mlflow
+        from mlflow.artifacts import download_artifacts
+        from mlflow.tracking import MlflowClient
+
+        mlflow.set_tracking_uri(args.tracking_uri)
+        client = MlflowClient()
+        if args.budget == "epochs":
+            summary["arms"] = arms_picture(client, parent_id, args.epoch, args.out / f"arms_epoch{args.epoch}.png")
+        else:
+            summary["arms"] = arms_picture(client, parent_id, None, args.out / "arms_time.png", "time")
+        if confirm is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                confirm = json.loads(Path(download_artifacts(run_id=parent_id, artifact_path="confirm.json",
+                                                             dst_path=tmp)).read_text())
+            (args.out / "confirm.json").write_text(json.dumps(confirm, indent=1))
+    if confirm is not None:
+        summary["confirm"] = confirm
+        plot(confirm if "equal_epochs" in confirm else {"equal_epochs": confirm}, objective, args.out / "confirm.png")
+    draw_all(study, args.out, objective)
     best = {"trial": study.best_trial.number, "value": study.best_value, "params": study.best_params}
     (args.out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
     print(json.dumps(summary, default=str, indent=1))

@@ -1,8 +1,15 @@
-"""The docs' pictures of a study: the best trial's `samples` chart at its last step, with the step slider, and
-the two best trials' grids at the same step in the runs view's chart mode (the MLflow UI), and the study page's
-top trials side by side; each cropped to what it shows.
+"""The docs' pictures of a study, each cropped to what it shows and sized to be read where the docs show it:
+in the MLflow UI, the best trial's run page (`Model metrics` tab, filtered to a few epoch metrics:
+ui_run_page.png), its `samples` chart at its last step with the step slider (ui_samples_slider.png) and the two
+best trials' grids at the same step in the runs view's chart mode (ui_compare_grids.png); and the study page's
+top trials side by side (study_page.png).
 
-    python docs/ui_screenshots.py --store sqlite:///mlruns/mlflow.db --study ganstudy-default
+    python docs/ui_screenshots.py --store sqlite:///mlruns/mlflow.db --study ganstudy-default [--out DIR]
+                                  [--storage sqlite:///mlruns/optuna.db]
+
+--out docs replaces the committed pictures (default: outputs/ui_screenshots). The study page is the study run's
+report/index.html; with --storage it is drawn afresh from that Optuna storage (its trials' runs in --store).
+The best trials are the study's finished trial runs in --store with the lowest fid_best.
 
 Needs Debian's chromium and chromium-driver and `pip install selenium`: Chromium waits for the charts in real
 time (its --virtual-time-budget leaves the lazily loaded images as spinners).
@@ -21,7 +28,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-DOCS = Path(__file__).parent
+from ganstudy.images import small_png
+
+RUN_PAGE_METRICS = ("fid_best", "mnist_score", "recall", "d_auc", "d_real", "d_fake")  # on the run page's picture
 
 
 def free_port() -> int:
@@ -62,6 +71,33 @@ def click(driver, xpath: str, wait: float = 5) -> None:
     time.sleep(wait)
 
 
+def run_page(driver, out: Path, metrics: tuple[str, ...] = RUN_PAGE_METRICS) -> None:
+    """The run page's `Model metrics` tab with its charts filtered by the search box to `metrics` (a regular
+    expression), cut from the page's title to the last of their charts (the `samples` chart, which the search
+    does not filter, below them left out)."""
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    search = WebDriverWait(driver, 120).until(expected_conditions.presence_of_element_located(
+        (By.XPATH, "//input[@placeholder='Search metric charts']")))
+    click(driver, "//button[@aria-label='Close']", 2)  # the MLflow Assistant panel
+    search.send_keys(f"^({'|'.join(metrics)})$")
+    time.sleep(10)
+    crumbs = driver.find_elements(By.XPATH, "//a[normalize-space()='ganstudy']")[-1]  # the page's, not the menu's
+    cards = [h4.find_element(By.XPATH, "./ancestor::div[.//*[contains(@class, 'main-svg')]][1]")
+             for h4 in driver.find_elements(By.XPATH, "//h4") if h4.text.strip() in metrics]
+    left, top = rect(driver, crumbs)[:2]
+    right = max(rect(driver, c)[2] for c in cards)
+    bottom = max(rect(driver, c)[3] for c in cards)
+    shot = Image.open(io.BytesIO(driver.get_screenshot_as_png()))
+    shot.crop((left - 12, top - 12, right + 12, bottom + 12)).save(out)
+    small_png(out)
+
+
 def samples_at_last_step(driver):
     """Filter the charts to `samples`, open it full size and move its step slider to the last step; the dialog."""
     from selenium.webdriver.common.by import By
@@ -98,7 +134,8 @@ def rect(driver, element) -> tuple[int, int, int, int]:
 
 def grids_and_slider(driver, dialog, out: Path, margin: int = 12) -> None:
     """The dialog's pieces that matter, cut from a screenshot and laid out compactly: each run's name (the chart
-    legend's) above its grid, the grids side by side, the step slider below them."""
+    legend's) above its grid, the grids side by side, and below them the right end of the step slider with its
+    step box, at the screen's scale (shrunk to the grids' width, the step could not be read)."""
     import io
 
     from PIL import Image
@@ -120,40 +157,63 @@ def grids_and_slider(driver, dialog, out: Path, margin: int = 12) -> None:
         panels.append(both)
     slider = dialog.find_element(By.XPATH, ".//*[@role='slider']/ancestor::div[.//input][1]")
     bar = cut(rect(driver, slider))
-    width = max(sum(p.width for p in panels), 520)
-    bar = bar.resize((width, round(bar.height * width / bar.width)))
+    width = max(sum(p.width for p in panels), 300)
+    bar = bar.crop((max(0, bar.width - width), 0, bar.width, bar.height))  # the thumb at the last step, the box
     out_image = Image.new("RGB", (width, max(p.height for p in panels) + bar.height), "white")
     x = 0
     for p in panels:
         out_image.paste(p, (x, 0))
         x += p.width
-    out_image.paste(bar, (0, out_image.height - bar.height))
+    out_image.paste(bar, (width - bar.width, out_image.height - bar.height))
     out_image.save(out)
+    small_png(out)
 
 
-def study_page_top_trials(client: MlflowClient, study: str, out: Path) -> None:
-    """The study page (the parent run's report/index.html) from its top trials' table to its plots."""
+def study_page_top_trials(client: MlflowClient, study: str, out: Path, storage: str | None = None) -> None:
+    """The study page (the parent run's report/index.html, or with `storage` drawn afresh from that Optuna
+    storage) from its top trials' heading to the end of their table, in a window that fits the table."""
     import tempfile
 
     from PIL import Image
     from selenium.webdriver.common.by import By
 
-    experiment = client.get_experiment_by_name("ganstudy")
-    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`ganstudy.study` = '{study}' and "
-                                   "tags.`ganstudy.role` = 'study'", order_by=["attributes.start_time DESC"],
-                                   max_results=1)
     with tempfile.TemporaryDirectory() as tmp:
-        page = Path(client.download_artifacts(parent.info.run_id, "report/index.html", tmp))
-        driver = browser(6000)
-        driver.set_window_size(1700, 6000)
+        if storage:
+            page = draw_study_page(storage, study, Path(tmp))
+        else:
+            experiment = client.get_experiment_by_name("ganstudy")
+            (parent,) = client.search_runs([experiment.experiment_id], f"tags.`ganstudy.study` = '{study}' and "
+                                           "tags.`ganstudy.role` = 'study'", order_by=["attributes.start_time DESC"],
+                                           max_results=1)
+            page = Path(client.download_artifacts(parent.info.run_id, "report/index.html", tmp))
+        driver = browser(3000)
         driver.get(page.as_uri())
         time.sleep(3)
         heading = driver.find_element(By.XPATH, "//h2[starts-with(normalize-space(), 'Top ')]")
+        trials = len(heading.find_elements(By.XPATH, "following-sibling::table[1]//tr[1]/th")) - 1
+        # The table as narrow as its 200 px grids allow (900 px for 3 trials): read at the docs' width.
+        driver.set_window_size(max(900, 270 + 210 * trials), 3000)
+        time.sleep(2)
         left, top, _, _ = rect(driver, heading)
         _, _, right, bottom = rect(driver, heading.find_element(By.XPATH, "following-sibling::table[1]"))
         driver.save_screenshot(str(Path(tmp) / "page.png"))
         driver.quit()
         Image.open(Path(tmp) / "page.png").crop((left - 12, top - 12, right + 12, bottom + 12)).save(out)
+    small_png(out)
+
+
+def draw_study_page(storage: str, study_name: str, folder: Path) -> Path:
+    """The study page of the study in this Optuna storage, its pictures read from the tracking store in use."""
+    import optuna
+
+    from ganstudy import report, study_page
+    from ganstudy.study_plots import objective_name
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    objective = objective_name(study, "fid_best")
+    report._plots(study, folder / "report", objective)
+    return study_page.write(study, objective, study.user_attrs.get(report.PARENT_ATTR, "none"), folder / "report",
+                            folder / "report" / "index.html")
 
 
 def top_trials(client: MlflowClient, study: str, n: int):
@@ -168,16 +228,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="sqlite:///mlruns/mlflow.db")
     parser.add_argument("--study", default="ganstudy-default")
+    parser.add_argument("--out", type=Path, default=Path("outputs/ui_screenshots"),
+                        help="the folder for the pictures (docs: the committed ones)")
+    parser.add_argument("--storage", help="draw the study page from this Optuna storage, not the study run's")
     args = parser.parse_args()
+    import mlflow
+
+    mlflow.set_tracking_uri(args.store)
+    args.out.mkdir(parents=True, exist_ok=True)
     experiment, runs = top_trials(MlflowClient(args.store), args.study, 2)
     port = free_port()
     ui = start_ui(args.store, port)
     base = f"http://127.0.0.1:{port}/#/experiments/{experiment}"
     try:
         driver = browser(1300)
+        driver.set_window_size(1000, 1300)  # two rows of three charts, 770 px wide: read at the docs' width
         driver.get(f"{base}/runs/{runs[0].info.run_id}/model-metrics?workflowType=machine_learning")
         time.sleep(15)
-        grids_and_slider(driver, samples_at_last_step(driver), DOCS / "ui_samples_slider.png")
+        run_page(driver, args.out / "ui_run_page.png")
+        driver.quit()
+        driver = browser(1300)
+        driver.get(f"{base}/runs/{runs[0].info.run_id}/model-metrics?workflowType=machine_learning")
+        time.sleep(15)
+        grids_and_slider(driver, samples_at_last_step(driver), args.out / "ui_samples_slider.png")
         driver.quit()
         # The runs view's charts, filtered to the two best trials (nested under the study's run: expanded).
         ids = ", ".join(f"'{r.info.run_id}'" for r in runs)
@@ -187,12 +260,13 @@ def main() -> None:
         driver.get(f"{base}/runs?{query}")
         time.sleep(15)
         click(driver, "//button[contains(@data-component-id, 'runnamecellrenderer')]")
-        grids_and_slider(driver, samples_at_last_step(driver), DOCS / "ui_compare_grids.png")
+        grids_and_slider(driver, samples_at_last_step(driver), args.out / "ui_compare_grids.png")
         driver.quit()
     finally:
         os.killpg(ui.pid, 15)
-    study_page_top_trials(MlflowClient(args.store), args.study, DOCS / "study_page.png")
-    print(f"wrote {DOCS / 'ui_samples_slider.png'}, {DOCS / 'ui_compare_grids.png'} and {DOCS / 'study_page.png'}")
+    study_page_top_trials(MlflowClient(args.store), args.study, args.out / "study_page.png", args.storage)
+    print("wrote " + ", ".join(str(args.out / name) for name in
+                               ("ui_run_page.png", "ui_samples_slider.png", "ui_compare_grids.png", "study_page.png")))
 
 
 if __name__ == "__main__":

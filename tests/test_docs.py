@@ -1,4 +1,5 @@
-"""The README and docs/*.md say what is true: every relative link and picture exists, every
+"""The README and docs/*.md say what is true: every relative link and picture exists, every picture shown is
+made by a committed script or says (`<!-- made by: ... -->`) what made it, every
 `python -m ganstudy.train` and `python -m ganstudy.sweep` command in a ```bash block composes, and every
 transcript of a refused command (a ```text block: `$ python -m ganstudy.train ...` then `error: ...`) is
 refused with the line shown; docs/sweeps.md's confirm transcript is the committed confirm.json as confirm prints
@@ -137,6 +138,98 @@ def test_the_link_check_sees_links():
         assert ROOT / "docs" / f"{page}.md" in readme, f"README.md does not link docs/{page}.md"
     for name in ("docs/study/arms_epoch20.png", "LICENSE", "NOTICE", "CHANGELOG.md"):
         assert ROOT / name in readme, f"README.md does not link {name}"
+
+
+# --- every picture shown says where it came from ----------------------------------------------------------------
+#
+# A picture a page shows (a Markdown image or an HTML <img>) is accounted for when a committed script writes a file
+# of its name (the name as a string in docs/*.py, benchmarks/*.py or src/ganstudy/), or when a comment on its line,
+# or alone on the next, says what made it and from what, naming an existing script or module:
+#     ![caption](study/slice.png) <!-- made by: `python docs/study_figures.py ...`, from ... -->
+# Every such comment must name one that exists, whether or not the file name alone would do.
+
+MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]*)>?(?:\s+[\"'][^\"']*[\"'])?\s*\)")
+HTML_IMG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+MADE_BY = re.compile(r"<!--\s*made by:\s*(.*?)\s*-->")
+MAKER = re.compile(r"\bpython3?\s+(?:-m\s+(ganstudy(?:\.\w+)+)|((?:docs|benchmarks|src)/[\w/.-]+\.py))")
+MAKER_SCRIPTS = [*sorted((ROOT / "docs").glob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py")),
+                 *sorted((ROOT / "src" / "ganstudy").rglob("*.py"))]
+
+
+def shown_pictures(page: Path) -> list[tuple[int, str, str | None]]:
+    """(line, picture, its made-by comment or None) for every picture the page shows, outside code."""
+    prose, _ = split_page(page)
+    text = dict(prose)
+    out = []
+    for n, line in prose:
+        bare = INLINE_CODE.sub("", line)
+        for pattern in (MD_IMAGE, HTML_IMG):
+            for m in pattern.finditer(bare):
+                here = MADE_BY.search(line[m.end():]) if pattern is MD_IMAGE else MADE_BY.search(line)
+                after = text.get(n + 1, "").strip()
+                below = MADE_BY.fullmatch(after)
+                out.append((n, m.group(1), (here or below).group(1) if here or below else None))
+    return out
+
+
+def maker(made_by: str) -> Path | None:
+    """The committed script or module a made-by comment names (None: it names none that exists)."""
+    m = MAKER.search(made_by)
+    if not m:
+        return None
+    if m.group(2):
+        path = ROOT / m.group(2)
+    else:
+        module = ROOT / "src" / Path(*m.group(1).split("."))
+        path = module.with_suffix(".py") if module.with_suffix(".py").exists() else module / "__main__.py"
+    return path if path.is_file() else None
+
+
+def written_by_a_script(picture: str) -> Path | None:
+    name = re.escape(Path(picture).name)
+    return next((script for script in MAKER_SCRIPTS
+                 if re.search(rf"[\"'/]{name}[\"']", script.read_text(encoding="utf-8"))), None)
+
+
+def unaccounted_pictures(page: Path) -> list[str]:
+    where = rel(page) if ROOT in page.parents else page.name
+    problems = []
+    for n, picture, made_by in shown_pictures(page):
+        if made_by is not None and maker(made_by) is None:
+            problems.append(f"{where}:{n}: {picture}: its made-by comment names no committed script or module "
+                            f"(`python docs/X.py`, `python benchmarks/X.py`, `python -m ganstudy.X`): {made_by}")
+        elif made_by is None and written_by_a_script(picture) is None:
+            problems.append(f"{where}:{n}: {picture}: no committed script writes it and no "
+                            "`<!-- made by: ... -->` comment says where it came from")
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_picture_is_made_by_a_committed_script_or_says_where_it_came_from(page):
+    problems = unaccounted_pictures(page)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_picture_check_sees_pictures_and_can_fail(tmp_path):
+    """Not vacuous: it finds the docs' pictures and their comments, and refuses a picture with neither a
+    script that writes it nor a comment, and a comment that names no script."""
+    study = {picture: made_by for _, picture, made_by in shown_pictures(ROOT / "docs" / "study.md")}
+    assert "study/slice.png" in study and maker(study["study/slice.png"]) == ROOT / "docs" / "study_figures.py"
+    mlflow_page = {picture: made_by for _, picture, made_by in shown_pictures(ROOT / "docs" / "mlflow.md")}
+    assert maker(mlflow_page["ui_run_page.png"]) == ROOT / "docs" / "ui_screenshots.py"
+    assert written_by_a_script("docs/ui_run_page.png") == ROOT / "docs" / "ui_screenshots.py"
+    page = tmp_path / "page.md"
+    page.write_text("![a plot](study/slice.png) <!-- made by: `python docs/study_figures.py --out docs/study` -->\n\n"
+                    "![a screenshot](shot_of_my_desk.png)\n\n"
+                    '<img src="ui_run_page.png" width="500">\n<!-- made by: `python -m ganstudy.detection` -->\n\n'
+                    "![another](mystery.png)\n<!-- made by: hand, in GIMP -->\n\n"
+                    "![a third](gone.png) <!-- made by: `python docs/no_such_script.py` -->\n\n"
+                    "```text\n![in a code block](not_a_picture.png)\n```\n", encoding="utf-8")
+    found = {picture: made_by for _, picture, made_by in shown_pictures(page)}
+    assert set(found) == {"study/slice.png", "shot_of_my_desk.png", "ui_run_page.png", "mystery.png", "gone.png"}
+    assert found["ui_run_page.png"] == "`python -m ganstudy.detection`"
+    problems = unaccounted_pictures(page)
+    assert [p.split(": ")[1] for p in problems] == ["shot_of_my_desk.png", "mystery.png", "gone.png"], problems
 
 
 def test_every_docs_page_is_reachable_from_the_readme():

@@ -11,28 +11,48 @@ from ganstudy.study_results import comparisons, fmt, interval
 
 
 def plot(results: dict, objective: str, out: Path) -> Path:
-    """Each arm's seeds and mean ± std, one panel per comparison, on a log axis: 30 against 60 stays visible
-    beside 450."""
+    """Each arm's seeds and mean ± std, one panel per comparison, on one log axis that the panels share (30
+    against 60 stays visible beside 450, and a value reads the same in every panel); plain tick labels."""
+    from ganstudy.images import small_png
+
+    figure(results, objective).savefig(out, dpi=100)
+    return small_png(out)
+
+
+def figure(results: dict, objective: str):
+    """plot's matplotlib Figure."""
     from matplotlib.figure import Figure
+
+    from ganstudy.study_plots import log_value_axis
 
     shown = comparisons(results)
     arms = max(len(summary) for summary in shown.values())
     many = arms > 4  # long arm names (an ablation's levers) are slanted, and the panel widens with them
-    fig = Figure(figsize=(max(5.5, 1.1 * arms + 1.5) * len(shown), 4.2 if many else 3.5))
-    for ax, (name, summary) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown.items()):
+    fig = Figure(figsize=(max(4.1, 1.1 * arms + 0.6) * len(shown), 4.2 if many else 3.5))
+    axes = fig.subplots(1, len(shown), squeeze=False, sharey=True)[0]
+    values = []
+    for ax, (name, summary) in zip(axes, shown.items()):
         for i, (arm, s) in enumerate(summary.items()):
             if s["values"]:
                 ax.errorbar(i, s["mean"], yerr=s["std"], fmt="o", capsize=8, markersize=8)
                 ax.scatter(np.full(len(s["values"]), i + 0.12), s["values"], color="grey", s=14,
                            label="one seed" if i == 0 else None)
+                values += [*s["values"], s["mean"] - s["std"], s["mean"] + s["std"]]
         ax.set_xticks(range(len(summary)), [arm if many else f"{arm} settings" for arm in summary],
                       rotation=25 if many else 0, ha="right" if many else "center")
-        ax.set(ylabel=f"{objective} (log scale)", yscale="log", title=title(name, results.get("time_budget")))
+        ax.set(title=title(name, results.get("time_budget")))
         ax.set_xlim(-0.6, len(summary) - 0.4)
-        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3, axis="y")
+    positive = [v for v in values if v > 0]
+    if positive:
+        log_value_axis(axes[0], positive)
+    else:
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"{objective} (log scale)")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    return out
+    return fig
 
 
 def title(name: str, seconds) -> str:

@@ -20,8 +20,8 @@ from ganstudy.redact import mask
 
 PARENT_ATTR = "mlflow_parent_run_id"
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice", "intermediate_values")
-# Also drawn as PNG: the study page shows the first three, docs/study.md the slice plot.
-PNG_PLOTS = ("optimization_history", "param_importances", "intermediate_values", "slice")
+# Also drawn as PNG, by ganstudy.study_plots (its PICTURES): optimization_history, param_importances,
+# intermediate_values and slice; the study page shows the first three, docs/study.md all four.
 
 
 def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg, instance: str) -> str:
@@ -168,7 +168,7 @@ def _plot_job(storage_url: str, study_name: str, objective: str, parent_run_id: 
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "report"
-        _plots(study, folder)
+        _plots(study, folder, objective)
         study_page.write(study, objective, parent_run_id, folder, folder / "index.html")
         MlflowClient().log_artifacts(parent_run_id, str(folder), "report")
 
@@ -177,16 +177,16 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def _plots(study: optuna.Study, folder: Path) -> None:
-    """Optuna's study plots as interactive HTML (plotly), and PNG_PLOTS as PNG too (matplotlib);
-    a plot the study cannot draw yet (too few trials) is skipped. Optuna draws its matplotlib plots with
-    pyplot: this runs in the plotting process of its own (_draw_plots), whose pyplot state nothing else shares."""
+def _plots(study: optuna.Study, folder: Path, objective: str | None = None) -> None:
+    """Optuna's study plots as interactive HTML (plotly), and four as PNG too (ganstudy.study_plots: pruned
+    trials shown, log value axes, trials labelled); a plot the study cannot draw yet (too few trials) is skipped.
+    This runs in the plotting process of its own (_draw_plots), whose pyplot state nothing else shares."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna.visualization as vis
-    import optuna.visualization.matplotlib as vis_mpl
+
+    from ganstudy import study_plots
 
     folder.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -195,21 +195,13 @@ def _plots(study: optuna.Study, folder: Path) -> None:
         if name == "param_importances" and complete < 2:
             continue  # fANOVA needs two complete trials (and importing it takes seconds)
         try:
-            with warnings.catch_warnings():  # few-trial studies make matplotlib and Optuna complain
+            with warnings.catch_warnings():  # few-trial studies make plotly and Optuna complain
                 warnings.simplefilter("ignore", UserWarning)
                 # plotly.js is written once beside the pages, not taken from a CDN: they work offline.
                 getattr(vis, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="directory")
-                if name not in PNG_PLOTS:
-                    continue
-                result = getattr(vis_mpl, f"plot_{name}")(study)
-            ax = result.flat[0] if hasattr(result, "flat") else result
-            if name == "intermediate_values" and ax.get_legend() is not None:
-                ax.get_legend().remove()  # one entry per trial would cover the curves; the HTML plot names them
-            fig = ax.figure
-            fig.savefig(folder / f"{name}.png", dpi=90, bbox_inches="tight")
-            plt.close("all")
         except (ValueError, RuntimeError, ZeroDivisionError):
-            plt.close("all")
+            pass
+    study_plots.draw_all(study, folder, objective)
 
 
 def print_summary(study: optuna.Study, spec: DictConfig) -> None:

@@ -40,18 +40,37 @@ def ratio_interval(a: list[float], b: list[float], confidence: float = 0.95) -> 
     return float(np.exp(log_ratio - half)), float(np.exp(log_ratio + half))
 
 
-def expected_best(values: list[float], k: int, minimize: bool = True) -> tuple[float, float]:
-    """(mean, std) of the best of k trials drawn with replacement from these trials' values: the expected
-    best a budget of k trials buys, estimated from the trials themselves (Dodge et al. 2019, eq. 1)."""
+def best_of_k(values: list[float], k: int, minimize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The distribution of the best of k trials drawn with replacement from these trials' values: (the values,
+    best first; the probability that each is the best of the k)."""
     v = np.sort(np.asarray(values, float))
     if not minimize:
         v = v[::-1]
     n = len(v)
     # P(best of k is the i-th best value) = P(all k at rank >= i) - P(all k at rank >= i + 1)
     at_or_worse = (np.arange(n, 0, -1) / n) ** k
-    p = at_or_worse - np.append(at_or_worse[1:], 0.0)
+    return v, at_or_worse - np.append(at_or_worse[1:], 0.0)
+
+
+def expected_best(values: list[float], k: int, minimize: bool = True) -> tuple[float, float]:
+    """(mean, std) of the best of k trials drawn with replacement from these trials' values: the expected
+    best a budget of k trials buys, estimated from the trials themselves (Dodge et al. 2019, eq. 1)."""
+    v, p = best_of_k(values, k, minimize)
     mean = float(p @ v)
     return mean, float(np.sqrt(max(p @ v**2 - mean**2, 0.0)))
+
+
+def best_of_k_range(values: list[float], k: int, minimize: bool = True, mass: float = 0.8) -> tuple[float, float]:
+    """The central `mass` of the best of k's distribution (by default its 10th to 90th percentile), as values
+    the trials reached: unlike mean ± std it never leaves the trials' own range (a std band on a skewed
+    distribution can dip below what any trial, or real images, scored)."""
+    v, p = best_of_k(values, k, minimize)
+    cumulative = np.cumsum(p)
+    tail = (1 - mass) / 2
+    first = int(np.searchsorted(cumulative, tail - 1e-12))
+    last = int(np.searchsorted(cumulative, 1 - tail - 1e-12))
+    a, b = float(v[first]), float(v[min(last, len(v) - 1)])
+    return (a, b) if minimize else (b, a)
 
 
 def summarize(outcomes: dict[str, dict[int, tuple]]) -> dict[str, dict]:

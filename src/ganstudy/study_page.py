@@ -203,14 +203,15 @@ def trial_outcomes(trials: list) -> list[float]:
 def _expected_best(values: list[float], minimize: bool, objective: str, out: Path) -> Path:
     from matplotlib.figure import Figure
 
-    from ganstudy.stats import expected_best
+    from ganstudy.stats import best_of_k_range, expected_best
 
     ks = range(1, len(values) + 1)
-    mean, std = np.array([expected_best(values, k, minimize) for k in ks]).T
+    mean = [expected_best(values, k, minimize)[0] for k in ks]
+    low, high = np.array([best_of_k_range(values, k, minimize) for k in ks]).T
     fig = Figure(figsize=(6, 3.4))
     ax = fig.subplots()
-    ax.plot(ks, mean, marker="o", markersize=3)
-    ax.fill_between(ks, mean - std, mean + std, alpha=0.25, label="± 1 std")
+    ax.plot(ks, mean, marker="o", markersize=3, label="expected best")
+    ax.fill_between(ks, low, high, alpha=0.25, label="10th-90th percentile of the best of k")
     ax.set(xlabel="trials k", ylabel=f"expected best {objective}", yscale="log")
     ax.legend(fontsize="small")
     fig.tight_layout()
