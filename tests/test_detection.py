@@ -46,6 +46,24 @@ def test_even_trials_and_the_fit_arms_train_every_third_calibrates_and_each_conf
         split_zoo([member(TRIALS, 0), member(TRIALS, 2)], None)  # nothing unseen
 
 
+def test_a_trial_with_an_arms_settings_is_held_out_with_that_arm():
+    """The best trial's generator has the best arm's settings at a shorter budget (and the warm start quick's):
+    a detector trained without the best arm does not train or calibrate on it either."""
+    from ganstudy.zoo import _same_settings
+
+    trial = {"optimizer.lr_g": "0.002", "train.epochs": "12", "train.seed": "42", "run_dir": "trial_0004",
+             "tracking.run_name": "trial_4", "eval.detector": "False"}
+    arm = {**trial, "train.epochs": "20", "train.seed": "1", "run_dir": "confirm_best_seed1",
+           "tracking.run_name": "confirm_best_seed1", "eval.detector": "True"}
+    assert _same_settings(trial, arm) and not _same_settings({**trial, "optimizer.lr_g": "0.003"}, arm)
+    assert not _same_settings(trial, {**arm, "model.d_norm": "spectral"})  # a param only one of them logs
+    twin = Member("run-trials-4", "trial", "trials 4", TRIALS, 4, TRIALS, "best")
+    zoo = [m if m.number != 4 or m.group != TRIALS else twin for m in ZOO]
+    best = split_zoo(zoo, None).held_out_arms["best"]
+    assert twin not in best.fit + best.calibrate and best.test == [member("best", s) for s in (1, 2, 3)]
+    assert twin in split_zoo(zoo, None).held_out_arms["quick"].fit + split_zoo(zoo, None).held_out_arms["quick"].calibrate
+
+
 def test_the_measures_on_a_zoo_of_stand_ins(monkeypatch):
     """measure() end to end on stand-in generators (each a brightness) and discriminators (brightness as the
     score), so that every path runs: D x G, the detector, the held-out arms."""
