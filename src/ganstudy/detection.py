@@ -1,6 +1,6 @@
 """Is the discriminator a weapon against deepfakes? Detection across a study's generators, measured as the
 detection literature measures it (Wang et al. 2020): each run's own discriminator against every generator's
-fakes (D x G), and a detector trained on some generators' fakes, with blur, noise and JPEG augmentation,
+fakes (D x G), and a detector trained on some generators' fakes (optionally with blur, noise and JPEG augmentation),
 tested on the generators it never saw, with a threshold calibrated on held-out training generators.
 
     python -m ganstudy.detection [sweep=default] [storage=URL] [study_name=NAME] [key=value ...]
@@ -8,7 +8,7 @@ tested on the generators it never saw, with a threshold calibrated on held-out t
 The study is named as for `python -m ganstudy.sweep`. Keys: n (fakes per generator and real images per test
 set, default 500), noise_seed (0), detector (deep: four 3x3 convolutions and global pooling; or small: the
 post-hoc detector's two), fit_fakes (the fakes a detector trains on, shared equally by its generators: 24000),
-augment (true: blur, noise and JPEG each epoch), epochs (the detector's, 10), fit_arms (the arms whose seeds
+augment (false; true: blur, noise and JPEG each epoch, which hurt on MNIST), epochs (the detector's, 10), fit_arms (the arms whose seeds
 train the detector, with the even-numbered trials; default [quick] if the study has it; every third of those
 calibrates its threshold instead), register (true: the detector becomes <study name>-detector@champion, its
 threshold on the model version).
@@ -31,7 +31,7 @@ from ganstudy.detection_metrics import (balanced_threshold, expected_calibration
                                         scores)
 from ganstudy.zoo import TRIALS, Member
 
-OPTIONS = {"n": 500, "noise_seed": 0, "detector": "deep", "fit_fakes": 24000, "augment": True, "epochs": 10,
+OPTIONS = {"n": 500, "noise_seed": 0, "detector": "deep", "fit_fakes": 24000, "augment": False, "epochs": 10,
            "fit_arms": None, "register": True}
 DEFAULT_FIT_ARMS = ["quick"]  # fit_arms unless given: the arms of these names the study has
 WANTED = {"n": (int, 20, "an integer >= 20"), "noise_seed": (int, 0, "an integer >= 0"),
