@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 from ganstudy.redact import mask
 from ganstudy.stats import against_reference
 from ganstudy.storage import RUN_ATTR
-from ganstudy.study_results import BUDGETS, comparisons, fmt, interval, state_counts, trial_cost
+from ganstudy.study_results import (BUDGETS, comparisons, ended, fmt, interval, last_value, state_counts,
+                                    trial_cost)
 from ganstudy.run_history import metric_series
 
 TOP = 5
@@ -194,10 +195,8 @@ def _trial_pictures(client: MlflowClient, trial, tmp: Path) -> tuple[str, str]:
 
 
 def trial_outcomes(trials: list) -> list[float]:
-    """Each ended trial's value: a complete trial's, or a pruned one's last reported value (for a best-so-far
-    objective such as fid_best, a bound that more epochs could only have improved)."""
-    return [t.value if t.state == TrialState.COMPLETE else t.intermediate_values[max(t.intermediate_values)]
-            for t in trials if t.state == TrialState.COMPLETE or (t.state == TrialState.PRUNED and t.intermediate_values)]
+    """Each ended trial's value (study_results.last_value), in trial order."""
+    return [last_value(t) for t in trials if ended(t)]
 
 
 def _expected_best(values: list[float], minimize: bool, objective: str, out: Path) -> Path:

@@ -13,6 +13,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from ganstudy.images import small_png
+from ganstudy import study_results
+from ganstudy.study_results import last_value
 
 DPI = 100
 COMPLETE = {"marker": "o", "color": "C0", "s": 36, "zorder": 3}
@@ -21,15 +23,8 @@ PRUNED = {"marker": "o", "facecolors": "none", "edgecolors": "0.45", "s": 30, "l
 
 def ended(study) -> tuple[list, list]:
     """(the complete trials, the pruned trials that reported a value), each in trial order."""
-    trials = study.get_trials(deepcopy=False)
-    return ([t for t in trials if t.state == TrialState.COMPLETE],
-            [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values])
-
-
-def last_value(trial) -> float:
-    """A complete trial's value, a pruned one's last reported value (for a best-so-far objective such as
-    fid_best: a bound that more epochs could only have improved)."""
-    return trial.value if trial.state == TrialState.COMPLETE else trial.intermediate_values[max(trial.intermediate_values)]
+    trials = [t for t in study.get_trials(deepcopy=False) if study_results.ended(t)]
+    return [t for t in trials if t.state == TrialState.COMPLETE], [t for t in trials if t.state == TrialState.PRUNED]
 
 
 def objective_name(study, default: str = "objective") -> str:

@@ -27,6 +27,21 @@ def interval(s: dict, n_reference: int, dash: str = "–") -> str:
     return f"{s['ratio_ci'][0]:.3f}{dash}{s['ratio_ci'][1]:.3f}, n = {n}"
 
 
+def ended(trial) -> bool:
+    """Whether a trial has a value to show: complete, or pruned after reporting one."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.COMPLETE or (trial.state == TrialState.PRUNED and bool(trial.intermediate_values))
+
+
+def last_value(trial) -> float:
+    """An ended trial's value: a complete trial's, or a pruned one's last reported value (for a best-so-far
+    objective such as fid_best: a bound that more epochs could only have improved)."""
+    from optuna.trial import TrialState
+
+    return trial.value if trial.state == TrialState.COMPLETE else trial.intermediate_values[max(trial.intermediate_values)]
+
+
 def state_counts(trials: list) -> str:
     """How many trials are in each state, e.g. "3 complete, 8 pruned, 1 fail"."""
     from optuna.trial import TrialState

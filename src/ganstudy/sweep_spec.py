@@ -373,16 +373,18 @@ def check_space(study, spec: DictConfig) -> None:
 def suggest(trial, space: DictConfig) -> list[str]:
     """Ask the trial for a value of each parameter whose `when` holds (conditions first, whatever the file's
     order); return them as Hydra overrides, in the file's order."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
     chosen: dict[str, Any] = {}
     for key in _in_condition_order(space):
         p = space[key]
         if any(chosen.get(other) != value for other, value in (p.get("when") or {}).items()):
             continue
-        if "choices" in p:
-            chosen[key] = trial.suggest_categorical(key, list(p.choices))
-        elif isinstance(p.low, int) and isinstance(p.high, int):
-            chosen[key] = trial.suggest_int(key, p.low, p.high, step=p.get("step") or 1, log=bool(p.get("log")))
+        d = distribution(p)
+        if isinstance(d, CategoricalDistribution):
+            chosen[key] = trial.suggest_categorical(key, list(d.choices))
+        elif isinstance(d, IntDistribution):
+            chosen[key] = trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
         else:
-            chosen[key] = trial.suggest_float(key, float(p.low), float(p.high), step=p.get("step"),
-                                              log=bool(p.get("log")))
+            chosen[key] = trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
     return [f"{k}={chosen[k]}" for k in space if k in chosen]

@@ -11,14 +11,14 @@ from mlflow.tracking import MlflowClient
 from ganstudy.config import ConfigError
 from ganstudy.evaluate import generate
 from ganstudy.mlflow_models import DISCRIMINATOR, GENERATOR, load, model_id
+from ganstudy.storage import BOOKKEEPING
 from ganstudy.tags import Tag
 
 TRIALS = "trials"  # the group of the study's trials; a confirm or ablation run's group is its arm
-# The params in which a trial and a confirm run of the same settings differ by design: budget, seed, folder, threads,
-# the post-hoc detector. A trial equal to an arm's run in all others has that arm's settings (the best trial's are
-# the best arm's, the warm start's the base arm's).
-BY_DESIGN = {"run_dir", "tracking.run_name", "train.epochs", "train.seed", "train.threads", "train.time_budget",
-             "train.checkpoints", "train.progress", "train.device", "eval.detector"}
+# The params (prefixes) in which a trial and a confirm run of the same settings differ by design: the bookkeeping a
+# study's identity leaves out too, the budget, the seed and the post-hoc detector. A trial equal to an arm's run in
+# all others has that arm's settings (the best trial's are the best arm's, the warm start's the base arm's).
+BY_DESIGN = (*BOOKKEEPING, "train.epochs", "train.seed", "train.time_budget", "eval.detector")
 
 
 @dataclass(frozen=True)
@@ -41,33 +41,35 @@ def members(client: MlflowClient, parent_run_id: str) -> list[Member]:
                                                  "and attributes.status = 'FINISHED'", max_results=5000)
             if model_id(r.info.run_id, GENERATOR) is not None and model_id(r.info.run_id, DISCRIMINATOR) is not None]
     arms = [r for r in runs if Tag.ARM in r.data.tags]
+    settings_of: dict[tuple, set] = {}  # (arm, budget): the fingerprints of the settings it ran with
+    for r in arms:
+        settings_of.setdefault((r.data.tags[Tag.ARM], r.data.tags.get(Tag.BUDGET)), set()).add(
+            r.data.tags.get(Tag.OVERRIDES))
+
+    def settings_name(arm_run) -> str:
+        tags = arm_run.data.tags
+        arm = tags[Tag.ARM]
+        return arm if len(settings_of[(arm, tags.get(Tag.BUDGET))]) == 1 else f"{arm} [{str(tags.get(Tag.OVERRIDES))[:6]}]"
+
     out = []
     for r in runs:
         if r.data.tags.get(Tag.ROLE) == "trial":
             number = int(r.data.tags[Tag.TRIAL])
             twin = next((a for a in arms if _same_settings(r.data.params, a.data.params)), None)
-            settings = TRIALS if twin is None else _settings_name(twin, arms)
-            out.append(Member(r.info.run_id, "trial", f"trial {number}", TRIALS, number, TRIALS, settings))
+            out.append(Member(r.info.run_id, "trial", f"trial {number}", TRIALS, number, TRIALS,
+                              TRIALS if twin is None else settings_name(twin)))
     for r in arms:
         tags = r.data.tags
         arm, budget, seed = tags[Tag.ARM], tags.get(Tag.BUDGET), int(tags[Tag.SEED])
-        settings = _settings_name(r, arms)
+        settings = settings_name(r)
         time = " (time)" if budget == "time" else ""
         out.append(Member(r.info.run_id, tags[Tag.ROLE], f"{settings} seed {seed}{time}", settings + time, seed,
                           arm, settings))
     return sorted(out, key=lambda m: (m.group != TRIALS, m.group, m.number))
 
 
-def _settings_name(run, arms) -> str:
-    """The arm's name, with its settings' fingerprint when the arm has runs of other settings at its budget."""
-    tags = run.data.tags
-    same_arm = {a.data.tags.get(Tag.OVERRIDES) for a in arms
-                if (a.data.tags[Tag.ARM], a.data.tags.get(Tag.BUDGET)) == (tags[Tag.ARM], tags.get(Tag.BUDGET))}
-    return tags[Tag.ARM] if len(same_arm) == 1 else f"{tags[Tag.ARM]} [{str(tags.get(Tag.OVERRIDES))[:6]}]"
-
-
 def _same_settings(trial_params: dict, arm_params: dict) -> bool:
-    keys = (set(trial_params) | set(arm_params)) - BY_DESIGN
+    keys = [k for k in set(trial_params) | set(arm_params) if not k.startswith(BY_DESIGN)]
     return all(trial_params.get(k) == arm_params.get(k) for k in keys)
 
 
