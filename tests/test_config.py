@@ -110,3 +110,21 @@ def test_a_multirun_runs_each_combination_in_a_folder_of_its_own(tmp_path, monke
     assert sorted(Path(job[2]) for job in jobs) == [tmp_path / "grid" / str(n) for n in range(4)]
     with pytest.raises(ConfigError, match=r"^optimizer=adamw: must be one of adam, rmsprop, sgd$"):
         compose(["optimizer=adam,adamw"])
+
+
+def test_cfg_job_resolve_prints_the_resolved_config_and_a_run_needs_a_folder(tmp_path, monkeypatch, capsys):
+    """`python -m ganstudy.train --cfg job --resolve` prints the config with its interpolations resolved, as Hydra
+    does: run_dir (Hydra's output folder) is null, no job having started. A run refuses run_dir=null."""
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from ganstudy import train as train_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train", "--cfg", "job", "--resolve", "lr=3e-4"])
+    train_module.main()
+    cfg = OmegaConf.create(capsys.readouterr().out)
+    assert cfg.run_dir is None and cfg.optimizer.lr_g == cfg.optimizer.lr_d == 3e-4 and not (tmp_path / "outputs").exists()
+    with pytest.raises(ConfigError, match=r"^run_dir=null: must be a folder \(leave it out for Hydra's output folder\)$"):
+        validate(compose(["run_dir=null"]))

@@ -339,7 +339,7 @@ TRANSCRIPTS = transcripts()
 
 # Words in the docs' commands that stand for something the reader supplies, not something to compose.
 TRAIN_FLAGS = {"--cfg": 1, "--help": 0, "-h": 0, "-m": 0, "--multirun": 0, "--hydra-help": 0,  # flag: values it takes
-               "--config-dir": 1}
+               "--config-dir": 1, "--resolve": 0}
 PLACEHOLDER = re.compile(r"^\[.*\]$|…|\.\.\.|^RUN$|^FILES$")     # [overrides], 3c0d5e…, RUN
 RUN_KEYS = ("resume", "run_dir")          # they name runs and folders that do not exist here
 PLACEHOLDER_HOSTS = ("db-host", "tracking-host")

@@ -139,6 +139,64 @@ def test_a_study_reaches_its_total_through_ctrl_c_and_killed_workers(tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
+@pytest.mark.slow
+def test_ctrl_c_during_the_first_checks_is_one_line_and_exit_130(tmp_path):
+    """Ctrl-C while the sweep waits for its tracking server to answer (one that takes the connection and says
+    nothing): the line saying so, exit 130, no traceback, and no study made."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(120)
+        args = ["sweep=tiny", f"storage=sqlite:///{tmp_path}/optuna.db",
+                f"base=[experiment=tiny,tracking.uri=http://127.0.0.1:{server.getsockname()[1]}]"]
+        proc = start(tmp_path, args, new_session=True)
+        connection, _ = server.accept()  # the sweep checks the server
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        out, _ = proc.communicate(timeout=120)
+        connection.close()
+    assert proc.returncode == 130 and out.strip() == "interrupted: run the same command again to continue the study", out
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_an_interrupted_study_ends_its_run_killed_and_a_rerun_runs_it_again(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while a trial trains: the study's MLflow run ends KILLED, not RUNNING forever. The same command
+    again reopens that run (RUNNING while its trials train) and ends it FINISHED. While another worker's trial
+    still runs, an interrupted worker leaves the run to that worker."""
+    from ganstudy import report, sweep
+    from ganstudy.runner import interrupted
+    from ganstudy.train import RunResult
+
+    seen = []
+
+    def ctrl_c(overrides, on_eval, on_start, parent, tags, label):
+        os.kill(os.getpid(), signal.SIGINT)  # the main thread takes it, as a terminal's Ctrl-C
+        interrupted.wait(60)
+        raise KeyboardInterrupt  # as run_isolated does once Ctrl-C ended its run
+
+    def run(overrides, on_eval, on_start, parent, tags, label):
+        seen.append((parent, MlflowClient().get_run(parent).info.status))
+        return RunResult("0" * 32, tmp_path, {"fid_best": 1.0})
+
+    monkeypatch.setattr(report, "_draw_plots", lambda *args, **kwargs: None)  # no plot process: no TensorFlow
+    monkeypatch.setattr(sweep, "run_isolated", ctrl_c)
+    code, out = sweep_main(sweep_args(tmp_path, "n_trials=1"), capsys)
+    parent = load(tmp_path).user_attrs["mlflow_parent_run_id"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    status = client.get_run(parent).info.status
+    monkeypatch.setattr(sweep, "run_isolated", run)
+    again, again_out = sweep_main(sweep_args(tmp_path, "n_trials=1"), capsys)
+    assert code == 130 and "interrupted: run the same command again" in out and status == "KILLED", out
+    assert again == 0 and seen == [(parent, "RUNNING")] and client.get_run(parent).info.status == "FINISHED", again_out
+    study = load(tmp_path)
+    client.update_run(parent, "RUNNING")
+    trial = study.ask()  # another worker's
+    report.end_interrupted(study, parent)
+    assert client.get_run(parent).info.status == "RUNNING"
+    study.tell(trial, 1.0)
+    report.end_interrupted(study, parent)
+    assert client.get_run(parent).info.status == "KILLED"
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["n_trial=3"], "sweep=tiny: Key 'n_trial' not in 'SweepSpec'"),
     (["space[model.dropout].low=0.6"], "sweep=tiny: space.model.dropout: empty range, low=0.6 is not below high=0.5"),

@@ -127,7 +127,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     lr: float = MISSING
     resume: Optional[str] = MISSING
-    run_dir: str = MISSING
+    run_dir: Optional[str] = MISSING  # Hydra's output folder: null until a job starts (--cfg job --resolve)
 
 
 ConfigStore.instance().store(name="base_config", node=Config)
@@ -177,6 +177,7 @@ def validate(cfg: DictConfig) -> None:
     _check(d.limit is None or d.limit >= 1, "data.limit", d.limit, "null or an integer >= 1")
     _check(d.path is None or d.name == "mnist", "data.path", d.path,
            f"null for data={d.name}, which reads no file (data=mnist data.path=FILE reads one)")
+    _check(cfg.run_dir is not None, "run_dir", "null", "a folder (leave it out for Hydra's output folder)")
 
 
 def _one_of(key: str, value: Any, allowed: tuple) -> None:

@@ -37,6 +37,7 @@ def parent_run(study: optuna.Study, spec: DictConfig, tracking_cfg, instance: st
     experiment_id = use_experiment(tracking_cfg)
     client = MlflowClient()
     if PARENT_ATTR in study.user_attrs and _exists(client, study.user_attrs[PARENT_ATTR]):
+        client.update_run(study.user_attrs[PARENT_ATTR], "RUNNING")  # a continued study's run (KILLED, FINISHED)
         return study.user_attrs[PARENT_ATTR]
     # New, or a study carried to another tracking store (its parent run is not there): a parent run here.
     mine = client.create_run(experiment_id, run_name=f"study {spec.study_name}",
@@ -117,6 +118,12 @@ def update_parent(study: optuna.Study, spec: DictConfig, parent_run_id: str, sto
         _draw_plots(storage_url, spec, parent_run_id, wait=final)
     if final:
         client.set_terminated(parent_run_id, "FINISHED")
+
+
+def end_interrupted(study: optuna.Study, parent_run_id: str) -> None:
+    """Ctrl-C: the study's run ends KILLED, unless trials of the study still run (another worker's: it ends it)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        MlflowClient().set_terminated(parent_run_id, "KILLED")
 
 
 def redraw(spec: DictConfig, parent_run_id: str) -> None:

@@ -282,8 +282,12 @@ def run_study(spec: DictConfig) -> optuna.Study:
                                  pruner=make_pruner(spec, base.train.epochs))
         _work(mine, storage, spec, objective, lambda: report.update_parent(mine, spec, parent, url), stop)
 
-    side_by_side([work] * spec.jobs, spec.jobs)
-    bookkeeping(lambda: report.update_parent(study, spec, parent, url, final=True))
+    try:
+        side_by_side([work] * spec.jobs, spec.jobs)
+        bookkeeping(lambda: report.update_parent(study, spec, parent, url, final=True))
+    except KeyboardInterrupt:
+        bookkeeping(lambda: report.end_interrupted(study, parent))
+        raise
     if stop.reason:
         raise ConfigError(f"the study stopped: {stop.reason}")
     return study
@@ -411,7 +415,14 @@ def split_cfg(argv: list[str]) -> tuple[bool, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        _sweep(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl-C, from the first checks on: one line, not a traceback
+        print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
+        sys.exit(130)
+
+
+def _sweep(argv: list[str]) -> None:
     if {"-h", "--help"} & set(argv):
         print(usage())
         return
@@ -425,27 +436,23 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
     logging.getLogger("optuna.study._optimize").addFilter(_QuietFailures())
-    try:
-        with exit_on_config_error():
-            study = run_study(spec)
-            from ganstudy import report
+    with exit_on_config_error():
+        study = run_study(spec)
+        from ganstudy import report
 
-            report.print_summary(study, spec)
-            if spec.confirm or spec.ablation:
-                from ganstudy.confirm import confirm, failed_any
+        report.print_summary(study, spec)
+        if spec.confirm or spec.ablation:
+            from ganstudy.confirm import confirm, failed_any
 
-                parent_run_id = study.user_attrs[report.PARENT_ATTR]
-                confirmed = confirm(study, spec, parent_run_id)
-                failed = failed_any(confirmed)
-                if spec.ablation:
-                    from ganstudy.ablation import ablation
+            parent_run_id = study.user_attrs[report.PARENT_ATTR]
+            confirmed = confirm(study, spec, parent_run_id)
+            failed = failed_any(confirmed)
+            if spec.ablation:
+                from ganstudy.ablation import ablation
 
-                    failed |= failed_any(ablation(study, spec, parent_run_id, confirmed))
-                if failed:
-                    sys.exit(1)  # the tables are printed; some of their runs failed
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
-        sys.exit(130)
+                failed |= failed_any(ablation(study, spec, parent_run_id, confirmed))
+            if failed:
+                sys.exit(1)  # the tables are printed; some of their runs failed
 
 
 if __name__ == "__main__":
