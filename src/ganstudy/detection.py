@@ -8,7 +8,8 @@ tested on the generators it never saw, with a threshold calibrated on held-out t
 The study is named as for `python -m ganstudy.sweep`. Keys: n (fakes per generator and real images per test
 set, default 500), noise_seed (0), detector (deep: four 3x3 convolutions and global pooling; or small: the
 post-hoc detector's two), fit_fakes (the fakes a detector trains on, shared equally by its generators: 24000),
-augment (false; true: blur, noise and JPEG each epoch, which hurt on MNIST), epochs (the detector's, 10), fit_arms (the arms whose seeds
+augment (false; true: blur, noise and JPEG each epoch, which hurt on MNIST), histogram (true: the detector's logit
+has a term for how far the image's pixel-value histogram lies from real digits'), epochs (the detector's, 10), fit_arms (the arms whose seeds
 train the detector, with the even-numbered trials; default [quick] if the study has it; every third of those
 calibrates its threshold instead), register (true: the detector becomes <study name>-detector@champion, its
 threshold on the model version).
@@ -26,19 +27,32 @@ import yaml
 from scipy.special import expit
 
 from ganstudy.config import ConfigError, exit_on_config_error
-from ganstudy.detector import KINDS
+from ganstudy.detector import KINDS, matched
 from ganstudy.detection_metrics import (balanced_threshold, expected_calibration_error, reliability, roc_auc,
                                         scores)
 from ganstudy.zoo import TRIALS, Member
 
-OPTIONS = {"n": 500, "noise_seed": 0, "detector": "deep", "fit_fakes": 24000, "augment": False, "epochs": 10,
-           "fit_arms": None, "register": True}
+OPTIONS = {"n": 500, "noise_seed": 0, "detector": "deep", "fit_fakes": 24000, "augment": False, "histogram": True,
+           "histogram_match": 0.5, "epochs": 10, "fit_arms": None, "register": True}
 DEFAULT_FIT_ARMS = ["quick"]  # fit_arms unless given: the arms of these names the study has
-WANTED = {"n": (int, 20, "an integer >= 20"), "noise_seed": (int, 0, "an integer >= 0"),
-          "detector": (str, None, " or ".join(KINDS)), "fit_fakes": (int, 1, "an integer >= 1"),
-          "augment": (bool, None, "true or false"),
-          "epochs": (int, 1, "an integer >= 1"), "fit_arms": (list, None, "a list of arm names, e.g. [quick]"),
-          "register": (bool, None, "true or false")}
+
+
+def _integer(low: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _boolean(v) -> bool:
+    return isinstance(v, bool)
+
+
+WANTED = {"n": (_integer(20), "an integer >= 20"), "noise_seed": (_integer(0), "an integer >= 0"),
+          "detector": (lambda v: v in KINDS, " or ".join(KINDS)), "fit_fakes": (_integer(1), "an integer >= 1"),
+          "augment": (_boolean, "true or false"), "histogram": (_boolean, "true or false"),
+          "histogram_match": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                              "a share from 0 to 1"),
+          "epochs": (_integer(1), "an integer >= 1"),
+          "fit_arms": (lambda v: isinstance(v, list), "a list of arm names, e.g. [quick]"),
+          "register": (_boolean, "true or false")}
 
 
 @dataclass
@@ -67,14 +81,13 @@ def parse_options(argv: list[str]) -> tuple[dict, list[str]]:
         if key not in OPTIONS:
             rest.append(arg)
             continue
-        kind, low, wanted = WANTED[key]
+        ok, wanted = WANTED[key]
         parsed = yaml.safe_load(value)
-        if kind is list and isinstance(parsed, str):
+        if key == "fit_arms" and isinstance(parsed, str):
             parsed = [parsed]
-        if not isinstance(parsed, kind) or (kind is int and (isinstance(parsed, bool) or parsed < low)) or (
-                key == "detector" and parsed not in KINDS):
+        if not ok(parsed):
             raise ConfigError(f"{arg}: {key} is {wanted}")
-        options[key] = [str(a) for a in parsed] if kind is list else parsed
+        options[key] = [str(a) for a in parsed] if key == "fit_arms" else parsed
     return options, rest
 
 
@@ -154,14 +167,18 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                                        _scores(logits, np.concatenate([fakes[m]["calibrate"] for m in calibrate])))
         return detector, logits, threshold
 
-    print(f"detector ({options['detector']}, {options['fit_fakes']} fakes, augment={options['augment']}): trained "
+    print(f"detector ({options['detector']}, {options['fit_fakes']} fakes, augment={options['augment']}, "
+          f"histogram={options['histogram']}, histogram_match={options['histogram_match']}): trained "
           f"on {len(split.fit)} generators, calibrated on {len(split.calibrate)}", flush=True)
     detector, logits, threshold = trained(split.fit, split.calibrate)
     real = _scores(logits, reals["test"])
     unseen = {m: _scores(logits, fakes[m]["test"]) for m in split.unseen}
+    rng = np.random.default_rng(seed)  # the same fakes with real training digits' histograms: what else it sees
+    disguised = {m: _scores(logits, matched(fakes[m]["test"], reals["fit"], rng)) for m in split.unseen}
     index = {m: j for j, m in enumerate(zoo)}
     share = math.ceil(n / len(unseen))  # pooled: as many fakes as reals, an equal share of every unseen generator's
     balanced = np.concatenate([s[:share] for s in unseen.values()])[:n]
+    balanced_disguised = np.concatenate([s[:share] for s in disguised.values()])[:n]
     p, y = expit(np.r_[real, balanced].astype(np.float64)), np.r_[np.ones(n), np.zeros(len(balanced))]
     held_out = {}
     for settings, h in split.held_out_arms.items():
@@ -180,21 +197,31 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                         "split": "fit" if m in split.fit else "calibrate" if m in split.calibrate else "unseen"}
                        for m in zoo],
         "n": n, "noise_seed": seed, "real_images": {k: len(v) for k, v in reals.items()},
-        "recipe": {key: options[key] for key in ("detector", "fit_fakes", "augment", "epochs")},
+        "recipe": {key: options[key] for key in ("detector", "fit_fakes", "augment", "histogram", "histogram_match",
+                                                  "epochs")},
         "d_by_g": {"auc": d_auc.round(4).tolist(),
                    "own_auc": float(np.mean(np.diag(d_auc))),
                    "cross_auc": float(np.mean(d_auc[~np.eye(len(zoo), dtype=bool)])) if len(zoo) > 1 else None},
         "detector": {
             "threshold": float(expit(threshold)),
-            "unseen": {m.name: {**scores(real, unseen[m], threshold),
+            "unseen": {m.name: {**scores(real, unseen[m], threshold), "matched_auc": roc_auc(real, disguised[m]),
                                 "d_mean_auc": float(np.mean(np.delete(d_auc[:, index[m]], index[m])))}
                        for m in split.unseen},
             "pooled": scores(real, balanced, threshold),
-            "by_group": {group: scores(real, np.concatenate([unseen[m] for m in split.unseen if m.group == group]),
-                                       threshold) for group in dict.fromkeys(m.group for m in split.unseen)},
+            "pooled_matched": scores(real, balanced_disguised, threshold),
+            "by_group": {group: {**scores(real, np.concatenate([unseen[m] for m in members]), threshold),
+                                 "matched_auc": roc_auc(real, np.concatenate([disguised[m] for m in members]))}
+                         for group, members in _by_group(split.unseen).items()},
             "ece": expected_calibration_error(p, y), "reliability": reliability(p, y)},
         "held_out_arms": held_out,
     }, detector
+
+
+def _by_group(members: list[Member]) -> dict[str, list[Member]]:
+    groups: dict[str, list[Member]] = {}
+    for m in members:
+        groups.setdefault(m.group, []).append(m)
+    return groups
 
 
 def _detector(real_pixels: np.ndarray, fake_pixels: np.ndarray, options: dict, seed: int):
@@ -205,7 +232,8 @@ def _detector(real_pixels: np.ndarray, fake_pixels: np.ndarray, options: dict, s
     from ganstudy.mlflow_models import pixel_scorer
 
     model = fit_detector(to_model_range(real_pixels), to_model_range(fake_pixels), options["epochs"], seed,
-                         augment=options["augment"], kind=options["detector"])
+                         augment=options["augment"], kind=options["detector"], histogram=options["histogram"],
+                         match=options["histogram_match"])
     return pixel_scorer(model)
 
 

@@ -37,6 +37,7 @@ def log(parent_run_id: str, spec, results: dict, detector) -> None:
     client = MlflowClient()
     pooled = results["detector"]["pooled"]
     metrics = {"detection_unseen_auc": pooled["auc"], "detection_unseen_ap": pooled["ap"],
+               "detection_unseen_matched_auc": results["detector"]["pooled_matched"]["auc"],
                "detection_reals_called_real": pooled["reals_called_real"],
                "detection_fakes_caught": pooled["fakes_caught"], "detection_threshold": results["detector"]["threshold"],
                "detection_ece": results["detector"]["ece"], "detection_d_cross_auc": results["d_by_g"]["cross_auc"],
@@ -86,17 +87,19 @@ def print_tables(results: dict) -> None:
     print(f"\nthe detector on generators it never saw (threshold {det['threshold']:.3g}, calibrated on held-out "
           "training generators):")
     print(f"{'generator':<28} {'AUC':>6} {'AP':>6} {'acc@0.5':>8} {'acc':>6} {'reals ok':>9} {'caught':>7} "
-          f"{'D mean AUC':>11}")
+          f"{'D mean AUC':>11} {'matched AUC':>12}")
     for name, s in det["unseen"].items():
         print(f"{name:<28} {s['auc']:>6.3f} {s['ap']:>6.3f} {s['acc_05']:>8.3f} {s['acc']:>6.3f} "
-              f"{s['reals_called_real']:>9.3f} {s['fakes_caught']:>7.3f} {s['d_mean_auc']:>11.3f}")
-    p = det["pooled"]
+              f"{s['reals_called_real']:>9.3f} {s['fakes_caught']:>7.3f} {s['d_mean_auc']:>11.3f} {s['matched_auc']:>12.3f}")
+    p, pm = det["pooled"], det["pooled_matched"]
     print(f"{'all unseen':<28} {p['auc']:>6.3f} {p['ap']:>6.3f} {p['acc_05']:>8.3f} {p['acc']:>6.3f} "
-          f"{p['reals_called_real']:>9.3f} {p['fakes_caught']:>7.3f}")
-    print(f"\nby group of unseen generators:\n{'group':<28} {'AUC':>6} {'AP':>6} {'acc':>6} {'reals ok':>9} {'caught':>7}")
+          f"{p['reals_called_real']:>9.3f} {p['fakes_caught']:>7.3f} {'':>11} {pm['auc']:>12.3f}")
+    print("(matched AUC: the same fakes given real training digits' pixel-value histograms)")
+    print(f"\nby group of unseen generators:\n{'group':<28} {'AUC':>6} {'AP':>6} {'acc':>6} {'reals ok':>9} {'caught':>7} "
+          f"{'matched AUC':>12}")
     for group, s in det["by_group"].items():
         print(f"{group:<28} {s['auc']:>6.3f} {s['ap']:>6.3f} {s['acc']:>6.3f} {s['reals_called_real']:>9.3f} "
-              f"{s['fakes_caught']:>7.3f}")
+              f"{s['fakes_caught']:>7.3f} {s['matched_auc']:>12.3f}")
     print(f"expected calibration error {det['ece']:.3f}")
     for arm, s in results["held_out_arms"].items():
         print(f"trained without the {arm} arm, tested on it: AUC {s['auc']:.3f}, AP {s['ap']:.3f}, "
@@ -115,9 +118,12 @@ def d_by_g_plot(results: dict, out: Path) -> Path:
 
 
 def detector_plot(results: dict, out: Path) -> Path:
-    """The detector's AUC on each unseen generator, and each held-out arm's, as one row each."""
+    """The detector's AUC on each unseen generator (as made, and with real digits' histograms), and each held-out
+    arm's, as one row each."""
     names = [g["name"] for g in results["generators"]]
-    rows = {"detector": {n: s["auc"] for n, s in results["detector"]["unseen"].items()}}
+    unseen = results["detector"]["unseen"]
+    rows = {"detector": {n: s["auc"] for n, s in unseen.items()},
+            "histogram-matched": {n: s["matched_auc"] for n, s in unseen.items()}}
     groups = {g["name"]: g["group"] for g in results["generators"]}
     for arm, s in results["held_out_arms"].items():
         rows[f"without {arm}"] = {n: s["auc"] for n in names if groups[n] == arm}

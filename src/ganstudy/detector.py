@@ -1,6 +1,6 @@
 """A deepfake detector: a CNN trained on real images against generated ones (the small one on one generator's
 fakes, after a run; the small or the deep one on many generators', optionally with the blur, noise and JPEG
-augmentation of Wang et al. 2020, across a study)."""
+augmentation of Wang et al. 2020 and a term for the image's pixel-value histogram, across a study)."""
 from __future__ import annotations
 
 import keras
@@ -28,6 +28,36 @@ def make_detector(kind: str = "small") -> keras.Model:
     return keras.Sequential([keras.Input((28, 28, 1)), *body, layers.Dense(1)], name="detector")
 
 
+def with_histogram(cnn: keras.Model, real_images: np.ndarray) -> keras.Model:
+    """The CNN's logit plus a histogram term: minus a non-negatively weighted sum of the squared z-scores of the
+    image's share of pixels at each of the 256 values, z against the real images' mean share (their spread plus
+    one pixel's share as its unit). An image is the less real the further any share lies from real digits', on
+    either side, however it got there (McCloskey and Albright 2019: generators make too few saturated pixels).
+    Standard Keras layers only: the model loads in safe mode and serves as the CNN does."""
+    shares = pixel_shares(pixels(real_images))
+    image = keras.Input((28, 28, 1))
+    whole = layers.Discretization(bin_boundaries=[v + 0.5 for v in range(255)])(
+        layers.Rescaling(127.5, offset=127.5)(image))  # back to the pixel values 0..255 the image was made of
+    counts = layers.CategoryEncoding(256, output_mode="count")(layers.Reshape((28 * 28,))(whole))
+    z = layers.Normalization(mean=shares.mean(0), variance=(shares.std(0) + 1 / 784) ** 2)(
+        layers.Rescaling(1 / 784)(counts))
+    distance = layers.Rescaling(-1.0)(layers.Multiply()([z, z]))
+    term = layers.Dense(1, kernel_initializer="zeros", kernel_constraint=keras.constraints.NonNeg(),
+                        name="histogram_term")(distance)
+    return keras.Model(image, layers.Add()([cnn(image), term]), name="detector_with_histogram")
+
+
+def pixels(images: np.ndarray) -> np.ndarray:
+    """Whole pixel values 0..255 of images in [-1, 1]."""
+    return np.rint((np.asarray(images, np.float64) + 1) * 127.5).astype(np.int64)
+
+
+def pixel_shares(values: np.ndarray) -> np.ndarray:
+    """Each image's share of pixels at each value 0..255: (n, 256)."""
+    flat = values.reshape(len(values), -1)
+    return np.stack([np.bincount(row, minlength=256) for row in flat]) / flat.shape[1]
+
+
 def train_detector(generator, real_train: np.ndarray, real_test: np.ndarray, epochs: int = 3,
                    seed: int = 0) -> tuple[keras.Model, float]:
     """Fit real (1) vs generated (0) on the training images; return the model and its held-out ROC-AUC.
@@ -41,22 +71,38 @@ def train_detector(generator, real_train: np.ndarray, real_test: np.ndarray, epo
 
 
 def fit_detector(reals: np.ndarray, fakes: np.ndarray, epochs: int, seed: int, augment: bool,
-                 kind: str = "small") -> keras.Model:
+                 kind: str = "small", histogram: bool = False, match: float = 0.0) -> keras.Model:
     """The detector fit to real (1) against generated (0) images in [-1, 1], each class weighing half of the
     loss however many images it has; with `augment`, each epoch sees a fresh augmented copy of both (so that
-    blur, noise or compression is no clue to either class)."""
+    blur, noise or compression is no clue to either class); with `histogram`, the CNN has the histogram term
+    (with_histogram), its z-scores against `reals`; a share `match` of the fakes gets real images' histograms
+    (matched), so that the CNN learns more than the histogram."""
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
+    fakes = np.array(fakes, np.float32)
+    chosen = rng.random(len(fakes)) < match
+    fakes[chosen] = matched(fakes[chosen], reals, rng)
     x = np.concatenate([reals, fakes]).astype(np.float32)
     y = np.r_[np.ones(len(reals)), np.zeros(len(fakes))].astype(np.float32)
     weights = {1: len(x) / (2 * len(reals)), 0: len(x) / (2 * len(fakes))}
-    model = make_detector(kind)
+    model = with_histogram(make_detector(kind), reals) if histogram else make_detector(kind)
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True))
     if not augment:
         model.fit(x, y, batch_size=64, epochs=epochs, shuffle=True, class_weight=weights, verbose=0)
     for _ in range(epochs if augment else 0):
         model.fit(augmented(x, rng), y, batch_size=64, epochs=1, shuffle=True, class_weight=weights, verbose=0)
     return model
+
+
+def matched(images: np.ndarray, donors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each image with a random donor's pixel values, rank for rank: the donor's histogram, the image's order of
+    brightness (its shape). Histogram matching, the simplest way to hide the histogram from a detector."""
+    size = int(np.prod(np.shape(images)[1:]))
+    flat = np.asarray(images).reshape(len(images), size)
+    values = np.sort(np.asarray(donors).reshape(len(donors), size)[rng.integers(0, len(donors), len(flat))], axis=1)
+    out = np.empty_like(flat)
+    np.put_along_axis(out, np.argsort(flat, axis=1, kind="stable"), values.astype(out.dtype), axis=1)
+    return out.reshape(np.shape(images))
 
 
 def augmented(images: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
