@@ -141,7 +141,8 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
     auc = np.array(results["d_by_g"]["auc"])
     assert auc.shape == (4, 4) and ((auc >= 0) & (auc <= 1)).all()
     assert results["d_by_g"]["own_auc"] == pytest.approx(np.mean(np.diag(auc)))
-    assert results["recipe"] == {"detector": "small", "fit_fakes": 200, "augment": False, "histogram": True, "epochs": 1}
+    assert results["recipe"] == {"detector": "small", "fit_fakes": 200, "augment": False, "histogram": True,
+                                 "histogram_match": 0.5, "epochs": 1}
     assert list(results["detector"]["by_group"]) == ["trials"]  # every unseen generator a trial
     # The registered detector, loaded back and scored here with sklearn, gives the logged AUC (same seed,
     # same noise: the same fakes).
@@ -177,6 +178,19 @@ def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_pat
                                         f"sqlite:///{tiny_study}/mlflow.db", "--json", str(tmp_path / "fakes.npz")],
                           capsys)
     assert [json.loads(line)["verdict"] for line in out.splitlines()] == ["real"] * 50
+    # Its version says it has the histogram term: a JPEG or a resized image gets a warning, an npz or a 28x28 PNG not.
+    assert version.tags["histogram"] == "true"
+    from PIL import Image
+
+    Image.fromarray(reals[0].astype(np.uint8)).save(tmp_path / "digit.png")
+    Image.fromarray(reals[0].astype(np.uint8)).save(tmp_path / "digit.jpg", quality=90)
+    Image.fromarray(reals[0].astype(np.uint8)).resize((56, 56)).save(tmp_path / "big.png")
+    for files, warned in (([tmp_path / "fakes.npz", tmp_path / "digit.png"], False),
+                          ([tmp_path / "digit.jpg", tmp_path / "big.png"], True)):
+        code, _, err = call_main(detect.main, ["--model", f"models:/{name}@champion", "--tracking-uri",
+                                               f"sqlite:///{tiny_study}/mlflow.db", *map(str, files)], capsys)
+        assert code == 0 and ("warning: " in err) == warned
+    assert f"2 file(s) JPEG or not 28x28 (first: {tmp_path / 'digit.jpg'})" in err and len(err.strip().splitlines()) == 1
     page = Path(client.download_artifacts(parent, "report/index.html", str(tmp_path / "page"))).read_text()
     assert "Detection: the discriminator and a detector" in page
 

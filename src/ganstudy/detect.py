@@ -13,7 +13,7 @@ import numpy as np
 from ganstudy.cli import add_run_options, load_model
 from ganstudy.config import exit_on_config_error
 from ganstudy.data import to_pixels
-from ganstudy.mlflow_models import DETECTOR, DISCRIMINATOR, version_threshold
+from ganstudy.mlflow_models import DETECTION_TAG, DETECTOR, DISCRIMINATOR, HISTOGRAM_TAG, version_tags
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +56,19 @@ def read_images(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         yield str(path), np.asarray(grey, np.uint8)
 
 
+def _altered(path: Path) -> bool:
+    """A JPEG file or an image that is not 28x28 (resized when read): its pixel values are not the image's own."""
+    if path.suffix.lower() == ".npz":
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.format == "JPEG" or img.size != (28, 28)
+    except OSError:
+        return False  # unreadable: reported when it is read
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with exit_on_config_error():
@@ -64,8 +77,14 @@ def main(argv=None) -> int:
         else:
             scorers = {DISCRIMINATOR: load_model(args, DISCRIMINATOR, "scorer"),
                        DETECTOR: load_model(args, DETECTOR, "scorer", required=False)}
-        calibrated = version_threshold(args.model) if args.model else None
+        tags = version_tags(args.model) if args.model else {}
+        calibrated = float(tags[DETECTION_TAG]) if DETECTION_TAG in tags else None
         threshold = args.threshold if args.threshold is not None else calibrated if calibrated is not None else 0.5
+    if tags.get(HISTOGRAM_TAG) == "true" and (altered := [p for p in args.files if _altered(p)]):
+        print(f"warning: {len(altered)} file(s) JPEG or not 28x28 (first: {altered[0]}): compression or resizing "
+              "changed their pixel values; this detector reads pixel values exactly and calls such images generated, "
+              "real ones too (docs/detection.md#what-it-cannot-tell)",
+              file=sys.stderr, flush=True)
     verdict_by = DETECTOR if scorers.get(DETECTOR) is not None else next(iter(scorers))
     failed = 0
     for path in args.files:

@@ -8,11 +8,12 @@ tested on the generators it never saw, with a threshold calibrated on held-out t
 The study is named as for `python -m ganstudy.sweep`. Keys: n (fakes per generator and real images per test
 set, default 500), noise_seed (0), detector (deep: four 3x3 convolutions and global pooling; or small: the
 post-hoc detector's two), fit_fakes (the fakes a detector trains on, shared equally by its generators: 24000),
-augment (false; true: blur, noise and JPEG each epoch, which hurt on MNIST), histogram (true: the detector's logit
-has a term for how far the image's pixel-value histogram lies from real digits'), epochs (the detector's, 10), fit_arms (the arms whose seeds
-train the detector, with the even-numbered trials; default [quick] if the study has it; every third of those
-calibrates its threshold instead), register (true: the detector becomes <study name>-detector@champion, its
-threshold on the model version).
+augment (false; true: blur, noise and JPEG each epoch, which hurt on MNIST), histogram (true: the detector's
+logit has a term for how far the image's pixel-value histogram lies from real digits'), histogram_match (0.5:
+the share of training fakes given real digits' histograms), epochs (the detector's, 10), fit_arms (the arms
+whose seeds train the detector, with the even-numbered trials; default [quick] if the study has it; every third
+of those calibrates its threshold instead), register (true: the detector becomes <study name>-detector@champion,
+its threshold on the model version).
 Real test images are the data's held-out images, which no generator trained on."""
 from __future__ import annotations
 

@@ -75,8 +75,9 @@ def _register(client, parent_run_id: str, spec, results: dict, detector) -> None
         mlflow.log_metrics({"unseen_auc": pooled["auc"], "unseen_ap": pooled["ap"], "threshold": threshold})
         info = mm.log(detector, mm.DETECTOR, step=0)
     name = mm.registered_name(spec.study_name, mm.DETECTOR)
-    version = mlflow.register_model(info.model_uri, name, tags={mm.DETECTION_TAG: repr(threshold),
-                                                                CROSS_AUC_TAG: f"{pooled['auc']:.4f}"}).version
+    version = mlflow.register_model(info.model_uri, name, tags={
+        mm.DETECTION_TAG: repr(threshold), CROSS_AUC_TAG: f"{pooled['auc']:.4f}",
+        mm.HISTOGRAM_TAG: str(results["recipe"]["histogram"]).lower()}).version
     client.set_registered_model_alias(name, mm.CHAMPION, version)
     print(f"registered the detector as {name} version {version} (@{mm.CHAMPION}), threshold {threshold:.3g}: "
           f"python -m ganstudy.detect --model models:/{name}@{mm.CHAMPION} FILES", flush=True)

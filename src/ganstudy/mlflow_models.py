@@ -13,6 +13,7 @@ GENERATOR, GENERATOR_BEST, DISCRIMINATOR, DETECTOR = "generator", "generator_bes
 REGISTERED = (GENERATOR, DETECTOR)  # registered as <study name>-generator, <study name>-detector
 CHAMPION = "champion"
 DETECTION_TAG = "threshold"  # on a detector version the detection study registered: its calibrated threshold
+HISTOGRAM_TAG = "histogram"  # and "true" if it has the histogram term (it reads pixel values exactly)
 
 
 def registered_name(study_name: str, model: str) -> str:
@@ -123,9 +124,9 @@ def register_champion(run_id: str, study_name: str) -> dict[str, str]:
     return versions
 
 
-def version_threshold(uri: str) -> float | None:
-    """The calibrated threshold of a registered detector version (`models:/NAME@ALIAS`, `models:/NAME/VERSION`)
-    that the detection study registered; None for any other model."""
+def version_tags(uri: str) -> dict[str, str]:
+    """The tags of a registered model version (`models:/NAME@ALIAS`, `models:/NAME/VERSION`); {} for any other
+    model URI."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -136,5 +137,5 @@ def version_threshold(uri: str) -> float | None:
         version = (MlflowClient().get_model_version_by_alias(name, alias) if alias
                    else MlflowClient().get_model_version(name, number) if number.isdigit() else None)
     except MlflowException:
-        return None
-    return None if version is None or DETECTION_TAG not in version.tags else float(version.tags[DETECTION_TAG])
+        return {}
+    return {} if version is None else dict(version.tags)
