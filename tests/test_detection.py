@@ -213,3 +213,24 @@ def test_a_generator_whose_model_files_are_gone_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^trial 0 \(run \w+\): its generator model cannot be loaded .*: were its "
                                           r"artifacts removed\?$"):
         zoo.fakes(member, {"test": (4, 0)})
+
+
+def test_the_study_page_shows_a_detection_json_written_before_the_matched_fakes(tmp_path):
+    """A study whose detection ran before the histogram term (no pooled_matched) still gets its page section."""
+    from ganstudy.study_page import _detection
+
+    pooled = {"auc": 0.96, "ap": 0.95, "acc_05": 0.88, "acc": 0.9, "reals_called_real": 0.91, "fakes_caught": 0.9}
+    old = {"detector": {"threshold": 0.955, "ece": 0.089, "pooled": pooled}, "held_out_arms": {},
+           "d_by_g": {"own_auc": 0.744, "cross_auc": 0.712}}
+
+    class Client:
+        def download_artifacts(self, run_id, path, dst):
+            folder = Path(dst) / path
+            folder.mkdir(parents=True)
+            (folder / "detection.json").write_text(json.dumps(old))
+            return str(folder)
+
+    html = _detection(Client(), "run", tmp_path)
+    assert "0.960" in html and "the same fakes with real digits" not in html
+    old["detector"]["pooled_matched"] = {**pooled, "auc": 0.5}
+    assert "the same fakes with real digits" in _detection(Client(), "run", tmp_path / "again")

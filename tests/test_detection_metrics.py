@@ -101,12 +101,13 @@ def test_both_detectors_map_a_batch_of_images_to_one_logit_each(kind):
 
 
 def test_pixel_shares_count_each_value_by_hand():
-    from ganstudy.detector import pixel_shares, pixels
+    from ganstudy.data import to_uint8
+    from ganstudy.detector import pixel_shares
 
     image = np.full((28, 28), -1.0)
     image[0, :10] = 1.0                  # 10 saturated pixels
     image[1, :3] = 253 / 127.5 - 1       # 3 at 253, as a 0..255 file would have them
-    shares = pixel_shares(pixels(image[None]))
+    shares = pixel_shares(to_uint8(image[None]))
     assert shares.shape == (1, 256) and shares.sum() == pytest.approx(1)
     assert shares[0, 255] == pytest.approx(10 / 784) and shares[0, 253] == pytest.approx(3 / 784)
     assert shares[0, 0] == pytest.approx(771 / 784)

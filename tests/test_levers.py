@@ -89,11 +89,12 @@ def top_singular_values(d: keras.Model) -> list[float]:
 
 
 def test_spectral_norm_brings_every_kernel_to_unit_largest_singular_value():
+    keras.utils.set_random_seed(0)  # the kernels and u: power iteration's pace depends on them (30 calls left 1.027 once)
     d = make_discriminator(0.0, 0.25, norm="spectral")
     x = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
     before = top_singular_values(d)
     assert len(before) == 3 and max(abs(s - 1) for s in before) > 0.1  # the initial kernels are not normalized
-    for _ in range(30):  # each training call runs one power iteration and divides the kernel by its estimate
+    for _ in range(100):  # each training call runs one power iteration and divides the kernel by its estimate
         d(x, training=True)
     assert top_singular_values(d) == pytest.approx([1.0, 1.0, 1.0], abs=0.02)
     assert "vector_u" in {w.path.split("/")[-1] for w in d.non_trainable_weights}  # u is a weight: checkpointed

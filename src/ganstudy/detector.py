@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from ganstudy.data import to_uint8
 from ganstudy.evaluate import d_logits, detection_scores, generate
 
 
@@ -34,7 +35,7 @@ def with_histogram(cnn: keras.Model, real_images: np.ndarray) -> keras.Model:
     one pixel's share as its unit). An image is the less real the further any share lies from real digits', on
     either side, however it got there (McCloskey and Albright 2019: generators make too few saturated pixels).
     Standard Keras layers only: the model loads in safe mode and serves as the CNN does."""
-    shares = pixel_shares(pixels(real_images))
+    shares = pixel_shares(to_uint8(real_images))
     image = keras.Input((28, 28, 1))
     whole = layers.Discretization(bin_boundaries=[v + 0.5 for v in range(255)])(
         layers.Rescaling(127.5, offset=127.5)(image))  # back to the pixel values 0..255 the image was made of
@@ -45,11 +46,6 @@ def with_histogram(cnn: keras.Model, real_images: np.ndarray) -> keras.Model:
     term = layers.Dense(1, kernel_initializer="zeros", kernel_constraint=keras.constraints.NonNeg(),
                         name="histogram_term")(distance)
     return keras.Model(image, layers.Add()([cnn(image), term]), name="detector_with_histogram")
-
-
-def pixels(images: np.ndarray) -> np.ndarray:
-    """Whole pixel values 0..255 of images in [-1, 1]."""
-    return np.rint((np.asarray(images, np.float64) + 1) * 127.5).astype(np.int64)
 
 
 def pixel_shares(values: np.ndarray) -> np.ndarray:

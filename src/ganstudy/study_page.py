@@ -141,9 +141,10 @@ def _detection(client: MlflowClient, parent_run_id: str, tmp: Path) -> str:
     except (MlflowException, OSError):
         return "<h2>Detection</h2><p>Not run yet: <code>python -m ganstudy.detection</code>.</p>"
     det = results["detector"]
-    rows = [("all unseen generators", det["pooled"]),
-            ("the same fakes with real digits' histograms", det["pooled_matched"])] + [
-        (f"trained without the {arm} arm, on it", s) for arm, s in results["held_out_arms"].items()]
+    rows = [("all unseen generators", det["pooled"])]
+    if "pooled_matched" in det:  # not in a detection.json written before the histogram term
+        rows.append(("the same fakes with real digits' histograms", det["pooled_matched"]))
+    rows += [(f"trained without the {arm} arm, on it", s) for arm, s in results["held_out_arms"].items()]
     body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='num'>{s[k]:.3f}</td>" for k in
                    ("auc", "ap", "acc_05", "acc", "reals_called_real", "fakes_caught")) + "</tr>" for name, s in rows)
     d = results["d_by_g"]
