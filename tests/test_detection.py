@@ -122,6 +122,7 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
     assert code == 2 and "it has no MLflow run yet" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # the tiny study trains its generators
 def test_detection_across_the_tiny_studys_generators(tiny_study, capsys, tmp_path):
     args = ["sweep=tiny", *sweep_args(tiny_study)[1:]]
     code, _, err = call_main(detection.main, [*args, "n=600"], capsys)
