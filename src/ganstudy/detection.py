@@ -177,9 +177,13 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
     rng = np.random.default_rng(seed)  # the same fakes with real training digits' histograms: what else it sees
     disguised = {m: _scores(logits, matched(fakes[m]["test"], reals["fit"], rng)) for m in split.unseen}
     index = {m: j for j, m in enumerate(zoo)}
-    share = math.ceil(n / len(unseen))  # pooled: as many fakes as reals, an equal share of every unseen generator's
-    balanced = np.concatenate([s[:share] for s in unseen.values()])[:n]
-    balanced_disguised = np.concatenate([s[:share] for s in disguised.values()])[:n]
+    share = math.ceil(n / len(unseen))
+
+    def pooled(by_member: dict) -> np.ndarray:
+        """As many fakes as reals, an equal share of every unseen generator's."""
+        return np.concatenate([s[:share] for s in by_member.values()])[:n]
+
+    balanced = pooled(unseen)
     p, y = expit(np.r_[real, balanced].astype(np.float64)), np.r_[np.ones(n), np.zeros(len(balanced))]
     held_out = {}
     for settings, h in split.held_out_arms.items():
@@ -209,7 +213,7 @@ def measure(zoo: list[Member], split: Split, reals: dict[str, np.ndarray], optio
                                 "d_mean_auc": float(np.mean(np.delete(d_auc[:, index[m]], index[m])))}
                        for m in split.unseen},
             "pooled": scores(real, balanced, threshold),
-            "pooled_matched": scores(real, balanced_disguised, threshold),
+            "pooled_matched": scores(real, pooled(disguised), threshold),
             "by_group": {group: {**scores(real, np.concatenate([unseen[m] for m in members]), threshold),
                                  "matched_auc": roc_auc(real, np.concatenate([disguised[m] for m in members]))}
                          for group, members in _by_group(split.unseen).items()},
